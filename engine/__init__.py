@@ -1,0 +1,27 @@
+"""inference-graph-engine: a compiled execution engine for KServe InferenceGraph.
+
+    import engine
+    graph = engine.load("graph.yaml", services={"classifier": my_model})
+    plan = graph.compile()
+    response = await plan.infer({"instances": [[1, 2, 3]]})
+"""
+from .errors import (
+    BadRequestError,
+    EngineError,
+    GraphSpecError,
+    GraphValidationError,
+    InternalEngineError,
+    UpstreamError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BadRequestError",
+    "EngineError",
+    "GraphSpecError",
+    "GraphValidationError",
+    "InternalEngineError",
+    "UpstreamError",
+    "__version__",
+]
