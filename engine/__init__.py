@@ -13,15 +13,19 @@ from .errors import (
     InternalEngineError,
     UpstreamError,
 )
+from .spec import Diagnostic, Graph, load
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BadRequestError",
+    "Diagnostic",
     "EngineError",
+    "Graph",
     "GraphSpecError",
     "GraphValidationError",
     "InternalEngineError",
     "UpstreamError",
     "__version__",
+    "load",
 ]

@@ -1,0 +1,146 @@
+"""The ``ige`` command (also ``python -m engine``).
+
+Each subcommand is a function ``add_<name>(subparsers)`` registered in ``SUBCOMMANDS``:
+it declares its arguments and sets ``handler``, which receives the parsed arguments
+and returns the exit status. Bad input never escapes as a traceback: an EngineError
+becomes one ``error:`` line on stderr and status 1; usage errors give status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Callable, Sequence, TextIO
+
+from . import __version__
+from .errors import EngineError, GraphSpecError
+from .spec import Diagnostic, Graph, load, load_all
+from .spec.render import FORMATS
+
+EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+
+
+def _read_graphs(file: str, stdin: TextIO) -> list[Graph]:
+    """Every graph in ``file`` (``-`` reads standard input)."""
+    if file == "-":
+        return load_all(stdin.read())
+    return load_all(file)
+
+
+def _spec_error_where(file: str, exc: GraphSpecError) -> str:
+    """``file:line:column`` for a syntax error, ``file`` otherwise."""
+    where = exc.path or file
+    if exc.line is not None:
+        where += f":{exc.line}" + (f":{exc.column}" if exc.column is not None else "")
+    return where
+
+
+# -- ige validate ---------------------------------------------------------------------
+
+def add_validate(sub) -> None:
+    p = sub.add_parser("validate", help="check InferenceGraph files",
+                       description="Check InferenceGraph files: one line per diagnostic "
+                                   "(path: severity: message); exit 1 on any error.")
+    p.add_argument("files", nargs="+", metavar="FILE", help="YAML or JSON file, - for stdin")
+    p.add_argument("--json", action="store_true", help="print one JSON report")
+    p.set_defaults(handler=run_validate)
+
+
+def run_validate(args, out: TextIO, err: TextIO, stdin: TextIO) -> int:
+    records: list[dict] = []
+    several_files = len(args.files) > 1
+    for file in args.files:
+        try:
+            graphs = _read_graphs(file, stdin)
+        except GraphSpecError as exc:
+            records.append({"file": file, "graph": None, "severity": "error", "path": None,
+                            "line": exc.line, "column": exc.column, "message": exc.message,
+                            "prefix": _spec_error_where(file, exc) + ": "})
+            continue
+        for graph in graphs:
+            label = file if several_files else ""
+            if len(graphs) > 1:  # a multi-document file: say which graph
+                label = f"{file}[{graph.name}]"
+            for d in graph.diagnose():
+                records.append({"file": file, "graph": graph.name, **d.to_dict(),
+                                "line": None, "column": None,
+                                "prefix": f"{label}: " if label else ""})
+    errors = sum(r["severity"] == "error" for r in records)
+    warnings = len(records) - errors
+    if args.json:
+        for r in records:
+            del r["prefix"]
+        json.dump({"valid": errors == 0, "errors": errors, "warnings": warnings,
+                   "diagnostics": records}, out, indent=2)
+        out.write("\n")
+    else:
+        for r in records:
+            body = (f"error: {r['message']}" if r["path"] is None
+                    else str(Diagnostic(r["severity"], r["path"], r["message"])))
+            out.write(r["prefix"] + body + "\n")
+        err.write(f"{len(args.files)} file(s): {errors} error(s), {warnings} warning(s)\n")
+    return EXIT_INVALID if errors else EXIT_OK
+
+
+# -- ige explain ----------------------------------------------------------------------
+
+def add_explain(sub) -> None:
+    p = sub.add_parser("explain", help="draw an InferenceGraph",
+                       description="Show the graph as an indented tree of nodes and steps "
+                                   "(or as Mermaid / Graphviz DOT).")
+    p.add_argument("file", metavar="FILE", help="YAML or JSON file, - for stdin")
+    p.add_argument("--format", choices=sorted(FORMATS), default="text")
+    p.set_defaults(handler=run_explain)
+
+
+def run_explain(args, out: TextIO, err: TextIO, stdin: TextIO) -> int:
+    try:
+        graph = load(stdin.read()) if args.file == "-" else load(args.file)
+    except GraphSpecError as exc:
+        err.write(f"{_spec_error_where(args.file, exc)}: error: {exc.message}\n")
+        return EXIT_INVALID
+    out.write(FORMATS[args.format](graph))
+    found = graph.diagnose()
+    for d in found:
+        err.write(f"{d}\n")
+    return EXIT_INVALID if any(d.severity == "error" for d in found) else EXIT_OK
+
+
+# -- entry point ----------------------------------------------------------------------
+
+SUBCOMMANDS: list[Callable] = [add_validate, add_explain]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``ige`` argument parser with every registered subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="ige", description="inference-graph-engine: run KServe InferenceGraphs.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
+         stderr: TextIO | None = None, stdin: TextIO | None = None) -> int:
+    """Run ``ige`` with ``argv`` (default ``sys.argv[1:]``); return the exit status."""
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed usage or help
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    if getattr(args, "handler", None) is None:
+        parser.print_usage(err)
+        err.write("ige: error: a command is required\n")
+        return EXIT_USAGE
+    try:
+        return args.handler(args, out, err, stdin or sys.stdin)
+    except EngineError as exc:
+        err.write(f"ige: error: {exc}\n")
+        return EXIT_INVALID
+    except BrokenPipeError:  # `ige explain x | head`: the reader left, nothing to report
+        return EXIT_OK
+

@@ -1,0 +1,30 @@
+"""The KServe InferenceGraph model: load YAML/JSON, serialise back, validate.
+
+    graph = engine.load("graph.yaml")        # or YAML/JSON text, a dict, a bare spec
+    warnings = graph.validate()              # raises GraphValidationError on errors
+    graph.nodes["root"].steps[0].service_name
+
+See docs/spec.md (the model) and docs/validation.md (the rules).
+"""
+from .graph import Graph, load, load_all
+from .model import (
+    API_VERSION,
+    DEPENDENCIES,
+    KIND,
+    ROOT_NODE,
+    ROUTER_TYPES,
+    SCALE_METRICS,
+    GraphSpec,
+    GraphStatus,
+    Metadata,
+    Node,
+    RouterTimeouts,
+    Step,
+)
+from .rules import Diagnostic
+
+__all__ = [
+    "API_VERSION", "DEPENDENCIES", "KIND", "ROOT_NODE", "ROUTER_TYPES", "SCALE_METRICS",
+    "Diagnostic", "Graph", "GraphSpec", "GraphStatus", "Metadata", "Node", "RouterTimeouts",
+    "Step", "load", "load_all",
+]

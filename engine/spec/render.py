@@ -1,0 +1,155 @@
+"""Pictures of a graph for ``ige explain``: an indented text tree, Mermaid, Graphviz DOT.
+
+The text tree starts at ``root`` and expands each ``nodeName`` step in place, so the
+reader sees the request's path; a node reached twice is expanded twice, a cycle is cut
+where it closes, and nodes that root never reaches are listed after the tree.
+"""
+from __future__ import annotations
+
+import json
+
+from .graph import Graph
+from .model import ROOT_NODE, Step
+
+
+def step_summary(step: Step) -> str:
+    """One line for a step: name, target and the fields that change its behaviour."""
+    kind = step.target_kind
+    target = f"{kind} {step.target}" if kind else "(no target)"
+    parts = [f"[{step.index}]"]
+    if step.name:
+        parts.append(f"{step.name}:")
+    parts.append(target)
+    if step.condition:
+        parts.append(f"if {step.condition}")
+    if step.weight is not None:
+        parts.append(f"weight {step.weight}")
+    if step.data is not None:
+        parts.append(f"data {step.data}")
+    if step.map_predictions_to_instances:
+        parts.append("predictions->instances")
+    if step.dependency is not None:
+        parts.append(step.dependency)
+    return "  ".join(parts)
+
+
+def _node_title(graph: Graph, name: str) -> str:
+    node = graph.nodes[name]
+    return f"{name} ({node.router_type or 'no routerType'})"
+
+
+def _reachable(graph: Graph) -> set[str]:
+    seen: set[str] = set()
+    todo = [ROOT_NODE] if ROOT_NODE in graph.nodes else []
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        todo.extend(s.node_name for s in graph.nodes[name].steps
+                    if isinstance(s.node_name, str) and s.node_name in graph.nodes)
+    return seen
+
+
+def text_tree(graph: Graph) -> str:
+    """The graph as an indented ASCII tree, starting at root."""
+    title = f"InferenceGraph {graph.name}" if graph.name else "InferenceGraph (bare spec)"
+    if graph.namespace:
+        title += f" in namespace {graph.namespace}"
+    lines = [title]
+
+    def node_lines(name: str, prefix: str, path: tuple[str, ...]) -> None:
+        steps = graph.nodes[name].steps
+        for i, step in enumerate(steps):
+            last = i == len(steps) - 1
+            lines.append(prefix + ("`-- " if last else "|-- ") + step_summary(step))
+            child = prefix + ("    " if last else "|   ")
+            target = step.node_name
+            if isinstance(target, str) and target in graph.nodes:
+                if target in path:
+                    lines.append(child + f"`-- {target} (cycle: back to {target})")
+                else:
+                    lines.append(child + "`-- " + _node_title(graph, target))
+                    node_lines(target, child + "    ", path + (target,))
+
+    reached = _reachable(graph)
+    for name in graph.nodes:
+        if name == ROOT_NODE or name not in reached:
+            note = "" if name == ROOT_NODE else "  [unreachable from root]"
+            lines.append(_node_title(graph, name) + note)
+            node_lines(name, "", (name,))
+    if not graph.nodes:
+        lines.append("(no nodes)")
+    return "\n".join(lines) + "\n"
+
+
+def _label(text: str) -> str:
+    return json.dumps(text)  # a double-quoted string with escapes, valid in DOT
+
+
+def _edge_label(graph: Graph, node_name: str, step: Step) -> str:
+    router = graph.nodes[node_name].router_type
+    bits = [step.label if router != "Sequence" else f"{step.index + 1}. {step.label}"]
+    if step.condition:
+        bits.append(f"if {step.condition}")
+    if step.weight is not None:
+        bits.append(f"{step.weight}%")
+    if step.dependency == "Hard":
+        bits.append("Hard")
+    return " ".join(bits)
+
+
+def _ids(graph: Graph) -> dict[str, str]:
+    return {name: f"n{i}" for i, name in enumerate(graph.nodes)}
+
+
+def _leaves(graph: Graph):
+    """(node name, step, leaf id, leaf label) for each step calling a service or URL."""
+    for i, (name, node) in enumerate(graph.nodes.items()):
+        for step in node.steps:
+            if not (isinstance(step.node_name, str) and step.node_name in graph.nodes):
+                yield name, step, f"s{i}_{step.index}", step.target or "(no target)"
+
+
+def mermaid(graph: Graph) -> str:
+    """A Mermaid flowchart: router nodes as boxes, services as rounded boxes."""
+    ids = _ids(graph)
+    out = ["flowchart TD"]
+
+    def text(s: str) -> str:
+        return s.replace('"', "#quot;")
+
+    for name, node_id in ids.items():
+        out.append(f'    {node_id}["{text(_node_title(graph, name))}"]')
+    for name, step, leaf_id, label in _leaves(graph):
+        out.append(f'    {leaf_id}("{text(label)}")')
+    for name, node in graph.nodes.items():
+        for step in node.steps:
+            if isinstance(step.node_name, str) and step.node_name in graph.nodes:
+                dest = ids[step.node_name]
+            else:
+                dest = f"s{list(ids).index(name)}_{step.index}"
+            out.append(f'    {ids[name]} -->|"{text(_edge_label(graph, name, step))}"| {dest}')
+    return "\n".join(out) + "\n"
+
+
+def dot(graph: Graph) -> str:
+    """A Graphviz digraph: router nodes as boxes, services as ellipses."""
+    ids = _ids(graph)
+    out = [f"digraph {_label(graph.name or 'InferenceGraph')} {{", "    rankdir=TB;"]
+    for name, node_id in ids.items():
+        out.append(f"    {node_id} [shape=box, label={_label(_node_title(graph, name))}];")
+    for name, step, leaf_id, label in _leaves(graph):
+        out.append(f"    {leaf_id} [shape=ellipse, label={_label(label)}];")
+    for name, node in graph.nodes.items():
+        for step in node.steps:
+            if isinstance(step.node_name, str) and step.node_name in graph.nodes:
+                dest = ids[step.node_name]
+            else:
+                dest = f"s{list(ids).index(name)}_{step.index}"
+            out.append(f"    {ids[name]} -> {dest} [label={_label(_edge_label(graph, name, step))}];")
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+FORMATS = {"text": text_tree, "mermaid": mermaid, "dot": dot}
