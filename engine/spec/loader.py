@@ -59,7 +59,9 @@ def parse_text(text: str) -> list[Any]:
         return [doc for doc in yaml.load_all(text, Loader=_Loader) if doc is not None]
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        problem = " ".join(p for p in (exc.context, exc.problem) if p)
+        problem = exc.problem or exc.context or "syntax error"
+        if exc.context and exc.problem:
+            problem += f" ({exc.context})"
         raise GraphSpecError(f"invalid YAML: {problem}",
                              line=mark.line + 1 if mark else None,
                              column=mark.column + 1 if mark else None) from None
@@ -109,6 +111,8 @@ def documents(source: Any) -> tuple[list[Any], str | None]:
         raise GraphSpecError(
             f"cannot load an InferenceGraph from {type(source).__name__}: "
             "expected a path, YAML or JSON text, or a dict")
+    if not source.strip():
+        raise GraphSpecError("the source is empty")
     if _looks_like_text(source):
         return parse_text(source), None
     if os.path.exists(source):
