@@ -300,3 +300,29 @@ def test_nulls_are_unset_as_in_kubernetes():
                         "        weight: null\n")
     assert graph.spec.timeout is None and graph.nodes["root"].steps[0].weight is None
     assert "timeout" not in graph.to_dict()["spec"]
+
+
+def test_yaml_anchors_and_merge_keys():
+    text = """\
+apiVersion: serving.kserve.io/v1alpha1
+kind: InferenceGraph
+metadata: {name: anchors}
+spec:
+  nodes:
+    root:
+      routerType: Ensemble
+      steps:
+        - &model {serviceName: a, dependency: Hard}
+        - <<: *model
+          serviceName: b
+"""
+    steps = engine.load(text).nodes["root"].steps
+    assert [(s.service_name, s.dependency) for s in steps] == [("a", "Hard"), ("b", "Hard")]
+    with pytest.raises(GraphSpecError, match="duplicate key 'serviceName'") as info:
+        engine.load(text.replace("serviceName: b", "serviceName: b\n          serviceName: c"))
+    assert (info.value.line, info.value.column) == (12, 11)
+
+
+def test_json_duplicate_keys():
+    with pytest.raises(GraphSpecError, match="duplicate key 'root'"):
+        engine.load('{"nodes": {"root": {"routerType": "Sequence"}, "root": {}}}')

@@ -3,8 +3,9 @@
 YAML is read with PyYAML's safe loader, changed in two ways that match how Kubernetes
 reads manifests: timestamps stay strings (``lastTransitionTime`` must round-trip as
 written) and a key repeated in one mapping is an error rather than a silent overwrite
-(two ``root:`` nodes is a real mistake). JSON text is parsed by the json module so that
-its errors carry line and column as well.
+(two ``root:`` nodes is a real mistake; YAML merge keys may still be overridden).
+JSON text is parsed by the json module so that its errors carry line and column as
+well; a repeated key there is an error too.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from ..errors import GraphSpecError
 from .model import KIND
 
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_MERGE = "tag:yaml.org,2002:merge"
 
 
 class _Loader(yaml.SafeLoader):
@@ -32,6 +34,8 @@ class _Loader(yaml.SafeLoader):
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:
+            if key_node.tag == _MERGE:  # `<<: *anchor` may be overridden by explicit keys
+                continue
             key = self.construct_object(key_node, deep=True)
             try:
                 duplicate = key in seen
@@ -46,12 +50,21 @@ class _Loader(yaml.SafeLoader):
 
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    out: dict = {}
+    for key, value in pairs:
+        if key in out:
+            raise GraphSpecError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
 def parse_text(text: str) -> list[Any]:
     """Every document in ``text`` (JSON or YAML, possibly multi-document)."""
     stripped = text.lstrip()
     if stripped.startswith("{"):
         try:
-            return [json.loads(text)]
+            return [json.loads(text, object_pairs_hook=_unique_keys)]
         except json.JSONDecodeError as exc:
             raise GraphSpecError(f"invalid JSON: {exc.msg}",
                                  line=exc.lineno, column=exc.colno) from None
