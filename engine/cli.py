@@ -71,7 +71,7 @@ def run_validate(args, out: TextIO, err: TextIO, stdin: TextIO) -> int:
         for r in records:
             del r["prefix"]
         json.dump({"valid": errors == 0, "errors": errors, "warnings": warnings,
-                   "diagnostics": records}, out, indent=2)
+                   "diagnostics": records}, out, indent=2, default=str)
         out.write("\n")
     else:
         for r in records:

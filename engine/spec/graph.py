@@ -128,8 +128,12 @@ class Graph:
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
 
     def to_yaml(self) -> str:
-        """``to_dict()`` as YAML text, fields in CRD order."""
-        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+        """``to_dict()`` as YAML text, fields in CRD order.
+
+        Non-ASCII text is escaped: PyYAML would emit some characters (NEL, U+0085)
+        raw and read them back as line breaks.
+        """
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     def __repr__(self) -> str:
         return f"<Graph {self.name or '(bare spec)'} nodes={list(self.nodes)}>"

@@ -137,7 +137,7 @@ class Step:
     @property
     def label(self) -> str:
         """The key KServe's Ensemble uses for this step's answer: its name, else its index."""
-        return self.name if self.name else str(self.index)
+        return self.name if isinstance(self.name, str) and self.name else str(self.index)
 
 
 @dataclass

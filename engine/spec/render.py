@@ -29,7 +29,7 @@ def step_summary(step: Step) -> str:
     if step.map_predictions_to_instances:
         parts.append("predictions->instances")
     if step.dependency is not None:
-        parts.append(step.dependency)
+        parts.append(str(step.dependency))
     return "  ".join(parts)
 
 
@@ -96,7 +96,7 @@ def _edge_label(graph: Graph, node_name: str, step: Step) -> str:
         bits.append(f"{step.weight}%")
     if step.dependency == "Hard":
         bits.append("Hard")
-    return " ".join(bits)
+    return " ".join(str(b) for b in bits)
 
 
 def _ids(graph: Graph) -> dict[str, str]:
@@ -108,7 +108,7 @@ def _leaves(graph: Graph):
     for i, (name, node) in enumerate(graph.nodes.items()):
         for step in node.steps:
             if not (isinstance(step.node_name, str) and step.node_name in graph.nodes):
-                yield name, step, f"s{i}_{step.index}", step.target or "(no target)"
+                yield name, step, f"s{i}_{step.index}", str(step.target or "(no target)")
 
 
 def mermaid(graph: Graph) -> str:

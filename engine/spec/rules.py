@@ -128,7 +128,7 @@ def _check_node(graph: "Graph", node, out: _Collector) -> None:
             "Required value: a node needs at least one step")
     seen: set = set()
     for step in node.steps:
-        if step.name:
+        if isinstance(step.name, str) and step.name:
             if step.name in seen:
                 out("error", _step_path(node.name, step.index, "name"),
                     DUPLICATE_STEP_NAME.format(node.name, gname, step.name))
