@@ -67,6 +67,12 @@ def test_kserve_webhook_scenario(scenario):
     assert webhook_messages(name, nodes) == ([] if expected is None else [expected])
 
 
+@pytest.mark.parametrize("name", ["abc\n", "", "ab_c", "abc-é"])
+def test_names_kserve_rejects(name):
+    assert webhook_messages(name, {"root": {"routerType": "Sequence", "steps": [{"serviceName": "m"}]}}) == [
+        rules.INVALID_GRAPH_NAME.format(name, rules.GRAPH_NAME_FMT)]
+
+
 @pytest.mark.parametrize("name", ["a", "abc-123", "my-graph", "x1", "a-b-c"])
 def test_names_kserve_accepts(name):
     assert webhook_messages(name, {"root": {"routerType": "Sequence", "steps": [{"serviceName": "m"}]}}) == []

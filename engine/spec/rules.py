@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 
 # KServe's message texts, verbatim (Go format verbs turned into str.format fields).
 GRAPH_NAME_FMT = "[a-z]([-a-z0-9]*[a-z0-9])?"
-GRAPH_NAME_RE = re.compile("^" + GRAPH_NAME_FMT + "$")
+# fullmatch, not "^...$": Python's "$" also matches before a trailing newline, Go's does not
+GRAPH_NAME_RE = re.compile(GRAPH_NAME_FMT)
 INVALID_GRAPH_NAME = (
     'The InferenceGraph "{0}" is invalid: a InferenceGraph name must consist of lower case '
     "alphanumeric characters or '-', and must start with alphabetical character. "
@@ -102,7 +103,7 @@ def _check_header(graph: "Graph", out: _Collector) -> None:
     if name is None:
         if not graph.metadata.extra.get("generateName"):
             out("error", "metadata.name", "Required value: name or generateName is required")
-    elif isinstance(name, str) and not GRAPH_NAME_RE.match(name):
+    elif isinstance(name, str) and not GRAPH_NAME_RE.fullmatch(name):
         out("error", "metadata.name", INVALID_GRAPH_NAME.format(name, GRAPH_NAME_FMT))
 
 
