@@ -1,0 +1,35 @@
+# Declarations of engine._gjson shared with other extension modules (engine._core
+# cimports Path and c_valid to evaluate Switch and Sequence conditions on raw bytes).
+
+ctypedef const unsigned char* cstr
+
+cdef struct Span:
+    cstr p
+    Py_ssize_t n
+
+# gjson's Result: type, raw slice, unescaped string slice (String only), number.
+cdef struct Res:
+    int type
+    cstr raw
+    Py_ssize_t rawlen
+    cstr s
+    Py_ssize_t slen
+    double num
+
+# Keeps Python bytes alive while an evaluation holds pointers into them (unescaped
+# keys, modifier output).  items stays NULL on the common path, so no object is made.
+cdef struct Arena:
+    void* items
+
+
+cdef class Path:
+    cdef bytes _pathb
+    cdef cstr _p
+    cdef Py_ssize_t _n
+    cdef readonly str source
+    cdef bint c_exists(self, const char* doc, Py_ssize_t n) except -1
+    cdef int c_get(self, cstr doc, Py_ssize_t n, Res* out, Arena* arena) except -1
+
+
+cdef bint c_valid(const char* doc, Py_ssize_t n) noexcept nogil
+cdef void arena_release(Arena* arena) noexcept

@@ -1,0 +1,787 @@
+# Included by _gjson.pyx: byte-level scanning primitives with gjson's exact quirks
+# (how strings, numbers, literals and nested values are delimited), the Parse
+# function, string unescaping, the wildcard matcher, and the JSON validator.
+#
+# Every function works on a (pointer, length) pair and never reads outside it.
+
+cdef enum:
+    T_NULL = 0
+    T_FALSE = 1
+    T_NUMBER = 2
+    T_STRING = 3
+    T_TRUE = 4
+    T_JSON = 5
+
+# Bytes that end a "squash" walk over a nested value's non-string bytes.
+cdef unsigned char SQUASH_STOP[256]
+# Bytes that need attention inside a string for the validator.
+cdef unsigned char VALID_STR_STOP[256]
+
+
+cdef void _init_tables() noexcept:
+    cdef int c
+    for c in range(256):
+        SQUASH_STOP[c] = c in (34, 40, 41, 91, 93, 123, 125)   # " ( ) [ ] { }
+        VALID_STR_STOP[c] = c < 32 or c == 34 or c == 92
+
+
+_init_tables()
+
+
+cdef inline void res_clear(Res* r) noexcept nogil:
+    memset(r, 0, sizeof(Res))
+
+
+cdef inline bint res_exists(const Res* r) noexcept nogil:
+    return r.type != T_NULL or r.rawlen != 0
+
+
+cdef inline bint span_eq(cstr a, Py_ssize_t an, const char* b) noexcept nogil:
+    cdef Py_ssize_t bn = strlen(b)
+    return an == bn and (an == 0 or memcmp(a, b, an) == 0)
+
+
+cdef inline int bytes_cmp(cstr a, Py_ssize_t an, cstr b, Py_ssize_t bn) noexcept nogil:
+    """Go string ordering: bytewise, then by length."""
+    cdef Py_ssize_t m = an if an < bn else bn
+    cdef int r = 0
+    if m > 0:
+        r = memcmp(a, b, m)
+    if r != 0:
+        return r
+    return (an > bn) - (an < bn)
+
+
+cdef void arena_release(Arena* arena) noexcept:
+    if arena.items != NULL:
+        Py_DECREF(<object>arena.items)
+        arena.items = NULL
+
+
+cdef cstr arena_keep(Arena* arena, bytes b) except NULL:
+    cdef list items
+    if arena.items == NULL:
+        items = []
+        Py_INCREF(items)
+        arena.items = <void*>items
+    (<list>arena.items).append(b)
+    return <cstr>PyBytes_AS_STRING(b)
+
+
+cdef inline Py_ssize_t _esc_quote_scan(cstr j, Py_ssize_t n, Py_ssize_t i,
+                                       Py_ssize_t lo) noexcept nogil:
+    """From a quote at i in escape mode, find the closing quote; -1 if none.
+
+    A quote is escaped when an odd number of backslashes precede it; gjson counts
+    them back to index lo (exclusive), which callers pass as gjson does.
+    """
+    cdef Py_ssize_t k, cnt
+    cdef const void* q
+    while True:
+        if j[i - 1] == 92:
+            cnt = 0
+            k = i - 2
+            while k > lo:
+                if j[k] != 92:
+                    break
+                cnt += 1
+                k -= 1
+            if cnt % 2 == 0:
+                q = memchr(j + i + 1, 34, n - i - 1)
+                if q == NULL:
+                    return -1
+                i = <cstr>q - j
+                continue
+        return i
+
+
+cdef inline Py_ssize_t parse_string(cstr j, Py_ssize_t n, Py_ssize_t i,
+                                    bint* esc, bint* ok) noexcept nogil:
+    """i is just past the opening quote; returns the index past the closing quote."""
+    cdef const void* q = memchr(j + i, 34, n - i)
+    cdef Py_ssize_t qi
+    esc[0] = False
+    if q == NULL:
+        ok[0] = False
+        return n
+    qi = <cstr>q - j
+    if memchr(j + i, 92, qi - i) == NULL:
+        ok[0] = True
+        return qi + 1
+    qi = _esc_quote_scan(j, n, qi, 0)
+    if qi < 0:
+        ok[0] = False
+        return n
+    esc[0] = True
+    ok[0] = True
+    return qi + 1
+
+
+cdef inline Py_ssize_t parse_squash(cstr j, Py_ssize_t n, Py_ssize_t i) noexcept nogil:
+    """Skip the nested value opening at i ('[', '{' or '('); returns its end.
+
+    Like gjson, an unterminated string inside returns n + 1 (the raw value still
+    ends at n: callers clamp with sq_end), which stops the enclosing scan.
+    """
+    cdef Py_ssize_t depth = 1, s2, qi
+    cdef const void* q
+    cdef unsigned char c
+    i += 1
+    while i < n:
+        c = j[i]
+        if not SQUASH_STOP[c]:
+            i += 1
+            continue
+        if c == 34:
+            i += 1
+            s2 = i
+            q = memchr(j + i, 34, n - i)
+            if q == NULL:
+                return n + 1
+            qi = <cstr>q - j
+            if qi > s2 and j[qi - 1] == 92:
+                qi = _esc_quote_scan(j, n, qi, s2 - 1)
+                if qi < 0:
+                    return n + 1
+            i = qi
+        elif c == 123 or c == 91 or c == 40:
+            depth += 1
+        else:
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return n
+
+
+cdef inline Py_ssize_t sq_end(Py_ssize_t i, Py_ssize_t n) noexcept nogil:
+    return n if i > n else i
+
+
+cdef inline Py_ssize_t parse_number(cstr j, Py_ssize_t n, Py_ssize_t i) noexcept nogil:
+    cdef unsigned char c
+    i += 1
+    while i < n:
+        c = j[i]
+        if c <= 32 or c == 44 or c == 93 or c == 125:
+            return i
+        i += 1
+    return n
+
+
+cdef inline Py_ssize_t parse_literal(cstr j, Py_ssize_t n, Py_ssize_t i) noexcept nogil:
+    i += 1
+    while i < n:
+        if j[i] < 97 or j[i] > 122:
+            return i
+        i += 1
+    return n
+
+
+cdef double go_parse_float(cstr s, Py_ssize_t n) noexcept nogil:
+    """strconv.ParseFloat(s, 64), keeping only the value (0 on a syntax error)."""
+    cdef char stackbuf[128]
+    cdef char* buf = stackbuf
+    cdef char* end
+    cdef double v
+    cdef Py_ssize_t k
+    cdef bint hex = False, hasp = False
+    if n == 0 or s[0] <= 32:
+        return 0.0
+    for k in range(n):
+        if s[k] == 40 or s[k] == 0 or s[k] <= 32 or s[k] == 95:   # ( NUL space _
+            return 0.0
+        if s[k] == 120 or s[k] == 88:
+            hex = True
+        elif s[k] == 112 or s[k] == 80:
+            hasp = True
+    if hex and not hasp:
+        return 0.0
+    if n >= <Py_ssize_t>sizeof(stackbuf):
+        buf = <char*>malloc(n + 1)
+        if buf == NULL:
+            return 0.0
+    memcpy(buf, s, n)
+    buf[n] = 0
+    v = strtod(buf, &end)
+    if end != buf + n:
+        v = 0.0
+    if buf != stackbuf:
+        free(buf)
+    return v
+
+
+cdef inline int hexval(unsigned char c) noexcept nogil:
+    if 48 <= c <= 57:
+        return c - 48
+    if 97 <= c <= 102:
+        return c - 87
+    if 65 <= c <= 70:
+        return c - 55
+    return -1
+
+
+cdef int _runeit(cstr s) noexcept nogil:
+    # strconv.ParseUint(s[:4], 16): any bad digit makes the whole value 0
+    cdef int r = 0, k, h
+    for k in range(4):
+        h = hexval(s[k])
+        if h < 0:
+            return 0
+        r = r * 16 + h
+    return r
+
+
+cdef Py_ssize_t encode_rune(unsigned char* out, int r) noexcept nogil:
+    """utf8.EncodeRune: invalid code points become U+FFFD."""
+    if r < 0 or r > 0x10FFFF or (0xD800 <= r <= 0xDFFF):
+        r = 0xFFFD
+    if r < 0x80:
+        out[0] = r
+        return 1
+    if r < 0x800:
+        out[0] = 0xC0 | (r >> 6)
+        out[1] = 0x80 | (r & 0x3F)
+        return 2
+    if r < 0x10000:
+        out[0] = 0xE0 | (r >> 12)
+        out[1] = 0x80 | ((r >> 6) & 0x3F)
+        out[2] = 0x80 | (r & 0x3F)
+        return 3
+    out[0] = 0xF0 | (r >> 18)
+    out[1] = 0x80 | ((r >> 12) & 0x3F)
+    out[2] = 0x80 | ((r >> 6) & 0x3F)
+    out[3] = 0x80 | (r & 0x3F)
+    return 4
+
+
+cdef Py_ssize_t unescape_into(cstr s, Py_ssize_t n, unsigned char* out) noexcept nogil:
+    """gjson's unescape; out needs n bytes (the result is never longer)."""
+    cdef Py_ssize_t i = 0, m = 0
+    cdef int r, r2
+    cdef unsigned char c
+    while i < n:
+        c = s[i]
+        if c < 32:
+            return m
+        if c != 92:
+            out[m] = c
+            m += 1
+            i += 1
+            continue
+        i += 1
+        if i >= n:
+            return m
+        c = s[i]
+        if c == 92 or c == 47 or c == 34:
+            out[m] = c
+        elif c == 98:
+            out[m] = 8
+        elif c == 102:
+            out[m] = 12
+        elif c == 110:
+            out[m] = 10
+        elif c == 114:
+            out[m] = 13
+        elif c == 116:
+            out[m] = 9
+        elif c == 117:
+            if i + 5 > n:
+                return m
+            r = _runeit(s + i + 1)
+            i += 5
+            if 0xD800 <= r < 0xE000:
+                if n - i >= 6 and s[i] == 92 and s[i + 1] == 117:
+                    r2 = _runeit(s + i + 2)
+                    if r < 0xDC00 and 0xDC00 <= r2 < 0xE000:
+                        r = 0x10000 + ((r - 0xD800) << 10) + (r2 - 0xDC00)
+                    else:
+                        r = 0xFFFD
+                    i += 6
+            m += encode_rune(out + m, r)
+            continue
+        else:
+            return m
+        m += 1
+        i += 1
+    return m
+
+
+cdef bytes unescape_bytes(cstr s, Py_ssize_t n):
+    cdef bytes b = PyBytes_FromStringAndSize(NULL, n)
+    cdef Py_ssize_t m = unescape_into(s, n, <unsigned char*>PyBytes_AS_STRING(b))
+    return b[:m] if m != n else b
+
+
+cdef int set_string(Res* r, cstr raw, Py_ssize_t rawlen, bint esc, Arena* arena) except -1:
+    """Fill r as a String from its raw quoted form (gjson strips the quotes)."""
+    cdef bytes u
+    r.type = T_STRING
+    r.raw = raw
+    r.rawlen = rawlen
+    if esc:
+        u = unescape_bytes(raw + 1, rawlen - 2)
+        r.s = arena_keep(arena, u)
+        r.slen = len(u)
+    else:
+        r.s = raw + 1
+        r.slen = rawlen - 2
+    return 0
+
+
+# ---------------------------------------------------------------- Parse
+
+cdef Py_ssize_t _tonum_end(cstr j, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(1, n):
+        if j[i] <= 45:
+            if j[i] <= 32 or j[i] == 44:
+                return i
+        elif j[i] == 93 or j[i] == 125:
+            return i
+    return n
+
+
+cdef Py_ssize_t _tolit_end(cstr j, Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t i
+    for i in range(1, n):
+        if j[i] < 97 or j[i] > 122:
+            return i
+    return n
+
+
+cdef int _tostr(cstr j, Py_ssize_t n, Res* r, Arena* arena) except -1:
+    # gjson's tostr: the lead byte is a quote; an unterminated string keeps it all
+    cdef Py_ssize_t i = 1, k, cnt
+    cdef bytes u
+    r.type = T_STRING
+    while i < n:
+        if j[i] > 92:
+            i += 1
+            continue
+        if j[i] == 34:
+            r.raw, r.rawlen, r.s, r.slen = j, i + 1, j + 1, i - 1
+            return 0
+        if j[i] == 92:
+            i += 1
+            while i < n:
+                if j[i] > 92:
+                    i += 1
+                    continue
+                if j[i] == 34:
+                    if j[i - 1] == 92:
+                        cnt = 0
+                        k = i - 2
+                        while k > 0:
+                            if j[k] != 92:
+                                break
+                            cnt += 1
+                            k -= 1
+                        if cnt % 2 == 0:
+                            i += 1
+                            continue
+                    r.raw, r.rawlen = j, i + 1
+                    u = unescape_bytes(j + 1, i - 1)
+                    r.s = arena_keep(arena, u)
+                    r.slen = len(u)
+                    return 0
+                i += 1
+            r.raw = j
+            r.rawlen = i + 1 if i + 1 < n else i
+            u = unescape_bytes(j + 1, i - 1)
+            r.s = arena_keep(arena, u)
+            r.slen = len(u)
+            return 0
+        i += 1
+    r.raw, r.rawlen, r.s, r.slen = j, n, j + 1, n - 1
+    return 0
+
+
+cdef int parse_value(cstr j, Py_ssize_t n, Res* r, Arena* arena) except -1:
+    """gjson.Parse: the first value of j (objects and arrays take the rest of j)."""
+    cdef Py_ssize_t i = 0, e
+    cdef unsigned char c
+    res_clear(r)
+    while i < n:
+        c = j[i]
+        if c == 123 or c == 91:
+            r.type = T_JSON
+            r.raw = j + i
+            r.rawlen = n - i
+            return 0
+        if c <= 32:
+            i += 1
+            continue
+        if c == 43 or c == 45 or 48 <= c <= 57 or c == 105 or c == 73 or c == 78 or \
+                (c == 110 and i + 1 < n and j[i + 1] != 117):
+            e = _tonum_end(j + i, n - i)
+            r.type = T_NUMBER
+            r.raw = j + i
+            r.rawlen = e
+            r.num = go_parse_float(j + i, e)
+        elif c == 110 or c == 116 or c == 102:
+            r.type = T_NULL if c == 110 else (T_TRUE if c == 116 else T_FALSE)
+            r.raw = j + i
+            r.rawlen = _tolit_end(j + i, n - i)
+        elif c == 34:
+            _tostr(j + i, n - i, r, arena)
+        else:
+            res_clear(r)
+        return 0
+    return 0
+
+
+# ---------------------------------------------------------------- wildcard match
+
+cdef int decode_rune(cstr s, Py_ssize_t n, Py_ssize_t* size) noexcept nogil:
+    """utf8.DecodeRune: (RuneError, 1) for invalid input, (RuneError, 0) when empty."""
+    cdef unsigned char c0, c1, c2, c3
+    if n <= 0:
+        size[0] = 0
+        return 0xFFFD
+    c0 = s[0]
+    size[0] = 1
+    if c0 < 0x80:
+        return c0
+    if c0 < 0xC2 or c0 > 0xF4:
+        return 0xFFFD
+    if n < 2:
+        return 0xFFFD
+    c1 = s[1]
+    if c0 < 0xE0:
+        if c1 & 0xC0 != 0x80:
+            return 0xFFFD
+        size[0] = 2
+        return ((c0 & 0x1F) << 6) | (c1 & 0x3F)
+    if c0 == 0xE0 and c1 < 0xA0 or c0 == 0xED and c1 > 0x9F or \
+            c0 == 0xF0 and c1 < 0x90 or c0 == 0xF4 and c1 > 0x8F or c1 & 0xC0 != 0x80:
+        return 0xFFFD
+    if n < 3:
+        return 0xFFFD
+    c2 = s[2]
+    if c2 & 0xC0 != 0x80:
+        return 0xFFFD
+    if c0 < 0xF0:
+        size[0] = 3
+        return ((c0 & 0x0F) << 12) | ((c1 & 0x3F) << 6) | (c2 & 0x3F)
+    if n < 4:
+        return 0xFFFD
+    c3 = s[3]
+    if c3 & 0xC0 != 0x80:
+        return 0xFFFD
+    size[0] = 4
+    return ((c0 & 0x07) << 18) | ((c1 & 0x3F) << 12) | ((c2 & 0x3F) << 6) | (c3 & 0x3F)
+
+
+cdef int decode_last_rune(cstr s, Py_ssize_t n, Py_ssize_t* size) noexcept nogil:
+    cdef Py_ssize_t start, lim, sz
+    cdef int r
+    if n <= 0:
+        size[0] = 0
+        return 0xFFFD
+    start = n - 1
+    if s[start] < 0x80:
+        size[0] = 1
+        return s[start]
+    lim = n - 4
+    if lim < 0:
+        lim = 0
+    start -= 1
+    while start >= lim:
+        if s[start] & 0xC0 != 0x80:
+            break
+        start -= 1
+    if start < 0:
+        start = 0
+    r = decode_rune(s + start, n - start, &sz)
+    if start + sz != n:
+        size[0] = 1
+        return 0xFFFD
+    size[0] = sz
+    return r
+
+
+cdef enum:
+    M_NOMATCH = 0
+    M_MATCH = 1
+    M_STOP = 2
+
+
+cdef int _match(cstr s, Py_ssize_t sn, cstr p, Py_ssize_t pn, Py_ssize_t slen,
+                Py_ssize_t* counter) noexcept nogil:
+    cdef bint wild
+    cdef int pc, sc, r
+    cdef Py_ssize_t ps, ss, k
+    cdef bint esc, trim_ok
+    if counter[0] > slen * 10000:
+        return M_STOP
+    counter[0] += 1
+    while pn > 0:
+        wild = False
+        pc = p[0]
+        ps = 1
+        if pc > 0x7F:
+            pc = decode_rune(p, pn, &ps)
+        sc = 0
+        ss = 0
+        if sn > 0:
+            sc = s[0]
+            ss = 1
+            if sc > 0x7F:
+                sc = decode_rune(s, sn, &ss)
+        if pc == 63:    # ?
+            if ss == 0:
+                return M_NOMATCH
+        elif pc == 42:  # *
+            while pn > 1 and p[1] == 42:
+                p += 1
+                pn -= 1
+            if pn == 1:
+                return M_MATCH
+            # matchTrimSuffix: peel literal runes off both tails
+            trim_ok = True
+            while sn > 0 and pn > 1:
+                pc = decode_last_rune(p, pn, &ps)
+                esc = False
+                k = 0
+                while True:
+                    if p[pn - ps - k - 1] != 92:
+                        if k & 1:
+                            esc = True
+                            ps += 1
+                        break
+                    k += 1
+                if pc == 42 and not esc:
+                    trim_ok = True
+                    break
+                sc = decode_last_rune(s, sn, &ss)
+                if not ((pc == 63 and not esc) or pc == sc):
+                    trim_ok = False
+                    break
+                sn -= ss
+                pn -= ps
+            if not trim_ok:
+                return M_NOMATCH
+            if pn == 1:
+                return M_MATCH
+            r = _match(s, sn, p + 1, pn - 1, slen, counter)
+            if r != M_NOMATCH:
+                return r
+            if sn == 0:
+                return M_NOMATCH
+            wild = True
+            sc = s[0]
+            ss = 1
+            if sc > 0x7F:
+                sc = decode_rune(s, sn, &ss)
+        else:
+            if ss == 0:
+                return M_NOMATCH
+            if pc == 92:
+                p += ps
+                pn -= ps
+                pc = decode_rune(p, pn, &ps)
+                if ps == 0:
+                    return M_NOMATCH
+            if sc != pc:
+                return M_NOMATCH
+        s += ss
+        sn -= ss
+        if not wild:
+            p += ps
+            pn -= ps
+    return M_MATCH if sn == 0 else M_NOMATCH
+
+
+cdef bint match_limit(cstr s, Py_ssize_t sn, cstr p, Py_ssize_t pn) noexcept nogil:
+    """match.MatchLimit(s, p, 10000): '*' and '?' wildcards, bounded work."""
+    cdef Py_ssize_t counter = 0
+    if pn == 1 and p[0] == 42:
+        return True
+    return _match(s, sn, p, pn, sn, &counter) == M_MATCH
+
+
+# ---------------------------------------------------------------- Valid
+
+cdef inline Py_ssize_t _skip_ws(cstr d, Py_ssize_t n, Py_ssize_t i) noexcept nogil:
+    while i < n and (d[i] == 32 or d[i] == 9 or d[i] == 10 or d[i] == 13):
+        i += 1
+    return i
+
+
+cdef Py_ssize_t _valid_string(cstr d, Py_ssize_t n, Py_ssize_t i) noexcept nogil:
+    """i is past the opening quote; returns the index past the closing one, or -1."""
+    cdef unsigned char c
+    cdef int k
+    while i < n:
+        c = d[i]
+        if not VALID_STR_STOP[c]:
+            i += 1
+            continue
+        if c == 34:
+            return i + 1
+        if c < 32:
+            return -1
+        i += 1
+        if i == n:
+            return -1
+        c = d[i]
+        if c == 117:
+            for k in range(4):
+                i += 1
+                if i >= n or hexval(d[i]) < 0:
+                    return -1
+        elif not (c == 34 or c == 92 or c == 47 or c == 98 or c == 102 or c == 110
+                  or c == 114 or c == 116):
+            return -1
+        i += 1
+    return -1
+
+
+cdef Py_ssize_t _valid_number(cstr d, Py_ssize_t n, Py_ssize_t i) noexcept nogil:
+    """i is at the first byte ('-' or a digit); returns the end, or -1."""
+    if d[i] == 45:
+        i += 1
+        if i == n or d[i] < 48 or d[i] > 57:
+            return -1
+    if d[i] == 48:
+        i += 1
+    else:
+        while i < n and 48 <= d[i] <= 57:
+            i += 1
+    if i == n:
+        return i
+    if d[i] == 46:
+        i += 1
+        if i == n or d[i] < 48 or d[i] > 57:
+            return -1
+        i += 1
+        while i < n and 48 <= d[i] <= 57:
+            i += 1
+    if i == n:
+        return i
+    if d[i] == 101 or d[i] == 69:
+        i += 1
+        if i == n:
+            return -1
+        if d[i] == 43 or d[i] == 45:
+            i += 1
+        if i == n or d[i] < 48 or d[i] > 57:
+            return -1
+        i += 1
+        while i < n and 48 <= d[i] <= 57:
+            i += 1
+    return i
+
+
+cdef bint c_valid(const char* doc, Py_ssize_t n) noexcept nogil:
+    """gjson.ValidBytes, iterative: nesting depth costs one bit per level."""
+    cdef cstr d = <cstr>doc
+    cdef unsigned long long small[64]
+    cdef unsigned long long* stack = small
+    cdef unsigned long long* grown
+    cdef Py_ssize_t cap = 64 * 64, depth = 0, i = 0
+    cdef bint ok = False, in_obj
+    cdef unsigned char c
+    i = _skip_ws(d, n, 0)
+    if i == n:
+        return False
+    while True:
+        # a value starts at i (after whitespace)
+        i = _skip_ws(d, n, i)
+        if i == n:
+            break
+        c = d[i]
+        if c == 123 or c == 91:
+            i = _skip_ws(d, n, i + 1)
+            if i == n:
+                break
+            if (c == 123 and d[i] == 125) or (c == 91 and d[i] == 93):
+                i += 1
+            else:
+                if c == 123 and d[i] != 34:
+                    break
+                if depth == cap:
+                    grown = <unsigned long long*>malloc((cap // 32) * sizeof(unsigned long long))
+                    if grown == NULL:
+                        break
+                    memcpy(grown, stack, (cap // 64) * sizeof(unsigned long long))
+                    if stack != small:
+                        free(stack)
+                    stack = grown
+                    cap *= 2
+                if c == 123:
+                    stack[depth >> 6] |= (1ULL << (depth & 63))
+                else:
+                    stack[depth >> 6] &= ~(1ULL << (depth & 63))
+                depth += 1
+                if c == 123:
+                    # key
+                    i = _valid_string(d, n, i + 1)
+                    if i < 0:
+                        break
+                    i = _skip_ws(d, n, i)
+                    if i == n or d[i] != 58:
+                        break
+                    i += 1
+                continue
+        elif c == 34:
+            i = _valid_string(d, n, i + 1)
+        elif c == 45 or 48 <= c <= 57:
+            i = _valid_number(d, n, i)
+        elif c == 116:
+            if i + 4 <= n and d[i + 1] == 114 and d[i + 2] == 117 and d[i + 3] == 101:
+                i += 4
+            else:
+                break
+        elif c == 102:
+            if i + 5 <= n and d[i + 1] == 97 and d[i + 2] == 108 and d[i + 3] == 115 \
+                    and d[i + 4] == 101:
+                i += 5
+            else:
+                break
+        elif c == 110:
+            if i + 4 <= n and d[i + 1] == 117 and d[i + 2] == 108 and d[i + 3] == 108:
+                i += 4
+            else:
+                break
+        else:
+            break
+        if i < 0:
+            break
+        # after a value: close containers or find the next element
+        while True:
+            if depth == 0:
+                ok = _skip_ws(d, n, i) == n
+                break
+            i = _skip_ws(d, n, i)
+            if i == n:
+                break
+            in_obj = (stack[(depth - 1) >> 6] >> ((depth - 1) & 63)) & 1
+            c = d[i]
+            if c == 44:
+                i = _skip_ws(d, n, i + 1)
+                if in_obj:
+                    if i == n or d[i] != 34:
+                        i = -1
+                        break
+                    i = _valid_string(d, n, i + 1)
+                    if i < 0:
+                        break
+                    i = _skip_ws(d, n, i)
+                    if i == n or d[i] != 58:
+                        i = -1
+                        break
+                    i += 1
+                break
+            if (in_obj and c == 125) or (not in_obj and c == 93):
+                depth -= 1
+                i += 1
+                continue
+            i = -1
+            break
+        if ok or i < 0 or i == n or depth == 0:
+            break
+    if stack != small:
+        free(stack)
+    return ok
