@@ -14,6 +14,18 @@ HERE = Path(__file__).parent
 DEBUG = os.environ.get("ENGINE_DEBUG", "") not in ("", "0")
 
 
+def drop_stale_c(pyx: Path) -> None:
+    """Cython's own dependency check misses the .pxd files found through include_path
+    and the files a module includes: remove a generated .c older than any of them."""
+    c_file = pyx.with_suffix(".c")
+    if not c_file.exists():
+        return
+    sources = [pyx, *(HERE / "ext").glob("[!_]*.pyx"), *(HERE / "ext").glob("*.pxi"),
+               *(HERE / "ext" / "engine").glob("*.pxd")]
+    if max(p.stat().st_mtime for p in sources) > c_file.stat().st_mtime:
+        c_file.unlink()
+
+
 def extensions():
     macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
     cflags = ["-O3", "-fno-strict-aliasing"]
@@ -22,6 +34,7 @@ def extensions():
         cflags = ["-O0", "-g3"]
     modules = []
     for pyx in sorted((HERE / "ext").glob("_*.pyx")):
+        drop_stale_c(pyx)
         modules.append(Extension(
             f"engine.{pyx.stem}",
             [str(pyx.relative_to(HERE))],
