@@ -13,6 +13,7 @@ from .errors import (
     InternalEngineError,
     UpstreamError,
 )
+from .compiler import Policy
 from .spec import Diagnostic, Graph, load
 
 __version__ = "0.1.0"
@@ -25,6 +26,7 @@ __all__ = [
     "GraphSpecError",
     "GraphValidationError",
     "InternalEngineError",
+    "Policy",
     "UpstreamError",
     "__version__",
     "load",

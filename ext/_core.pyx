@@ -4,4 +4,9 @@
 One extension, built from focused include files, so that the executor, the codecs
 and the HTTP protocol call each other as C functions.
 """
+cimport cython
+
 include "rng.pyx"
+include "headers.pyx"
+include "plan.pyx"
+include "local_backend.pyx"

@@ -1,0 +1,141 @@
+"""Spec -> Plan: flat node and step tables with resolved backends and compiled
+conditions, so that nothing on the per-request path looks up a name or touches a
+spec object."""
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections import deque
+from typing import Any, Callable, Mapping
+
+from . import _core
+from .errors import GraphSpecError
+
+ROUTER_TYPES = {
+    "Sequence": _core.RouterType.ROUTER_SEQUENCE,
+    "Splitter": _core.RouterType.ROUTER_SPLITTER,
+    "Ensemble": _core.RouterType.ROUTER_ENSEMBLE,
+    "Switch": _core.RouterType.ROUTER_SWITCH,
+}
+ROUTER_NAMES = {v: k for k, v in ROUTER_TYPES.items()}
+
+# What KServe's controller gives a serviceName step (v1 protocol, in-cluster address)
+DEFAULT_SERVICE_TEMPLATE = "http://{name}.{namespace}.svc.cluster.local/v1/models/{name}:predict"
+
+
+@dataclasses.dataclass
+class Policy:
+    """Engine-level options that are not part of the InferenceGraph resource.
+
+    ``services`` maps a serviceName to a URL or a Python callable (in-process model);
+    names it does not cover resolve through ``service_template`` with the graph's
+    namespace (else ``POD_NAMESPACE``, else ``default``). ``propagate_headers`` is
+    KServe's ``PROPAGATE_HEADERS`` (comma separated regular expressions); None reads
+    the environment variable.
+    """
+    services: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    service_template: str = DEFAULT_SERVICE_TEMPLATE
+    namespace: str | None = None
+    propagate_headers: str | None = None
+    max_connections_per_host: int = 64
+    backend_factory: Callable[[str, str], Any] | None = None
+
+
+def resolve_namespace(graph, policy: Policy) -> str:
+    return (policy.namespace or getattr(graph, "namespace", None)
+            or os.environ.get("POD_NAMESPACE") or "default")
+
+
+def reachable_nodes(graph) -> list[str]:
+    """Node names reachable from root, root first, breadth first."""
+    order, seen, queue = [], {"root"}, deque(["root"])
+    while queue:
+        name = queue.popleft()
+        order.append(name)
+        for step in graph.nodes[name].steps:
+            if step.node_name and step.node_name not in seen and step.node_name in graph.nodes:
+                seen.add(step.node_name)
+                queue.append(step.node_name)
+    return order
+
+
+class _Backends:
+    """Builds one backend per distinct target, so steps that name the same service
+    share it (and its connection pool)."""
+
+    def __init__(self, graph, policy: Policy):
+        self.graph = graph
+        self.policy = policy
+        self.services = dict(getattr(graph, "services", None) or {})
+        self.services.update(policy.services or {})
+        self.namespace = resolve_namespace(graph, policy)
+        self.by_key: dict[Any, Any] = {}
+        self.http = None
+
+    def for_step(self, step, path: str):
+        if step.service_url:
+            return self._url(step.service_url, f"{path}.serviceUrl")
+        name = step.service_name
+        target = self.services.get(name)
+        if target is None:
+            target = self.policy.service_template.format(name=name, namespace=self.namespace)
+        if callable(target):
+            key = ("local", id(target))
+            if key not in self.by_key:
+                self.by_key[key] = _core.LocalBackend(target, name)
+            return self.by_key[key]
+        if not isinstance(target, str):
+            raise GraphSpecError(f"service {name!r} maps to {target!r}: expected a URL or a callable",
+                                 path=f"{path}.serviceName")
+        return self._url(target, f"{path}.serviceName")
+
+    def _url(self, url: str, path: str):
+        key = ("url", url)
+        if key not in self.by_key:
+            if self.policy.backend_factory is not None:
+                backend = self.policy.backend_factory(url, path)
+            else:
+                from .backends import make_url_backend
+                backend = make_url_backend(url, path, self)
+            self.by_key[key] = backend
+        return self.by_key[key]
+
+
+def compile_graph(graph, *, policy: Policy | None = None):
+    """Compile a validated Graph into a Plan (see engine.plan.Plan)."""
+    from . import gjson
+    from .plan import Plan
+
+    policy = policy or Policy()
+    graph.validate()
+    names = reachable_nodes(graph)
+    index = {name: i for i, name in enumerate(names)}
+    backends = _Backends(graph, policy)
+    nodes = []
+    for name in names:
+        node = graph.nodes[name]
+        router = ROUTER_TYPES[node.router_type or "Sequence"]
+        steps, weight_end = [], 0
+        for i, step in enumerate(node.steps):
+            path = f"spec.nodes.{name}.steps[{i}]"
+            weight_end += step.weight or 0
+            condition = gjson.compile(step.condition) if step.condition else None
+            if step.node_name:
+                target, node_index, backend = _core.StepTarget.TARGET_NODE, index[step.node_name], None
+            else:
+                target, node_index, backend = _core.StepTarget.TARGET_BACKEND, -1, backends.for_step(step, path)
+            steps.append(_core.PlanStep(
+                i, step.name or "", target, node_index, backend, condition, step.condition or "",
+                step.data == "$response" and i > 0 and router == _core.RouterType.ROUTER_SEQUENCE,
+                bool(step.map_predictions_to_instances), step.dependency == "Hard", weight_end,
+            ))
+        nodes.append(_core.PlanNode(index[name], name, router, tuple(steps)))
+    timeouts = graph.effective_router_timeouts()
+    spec = policy.propagate_headers
+    if spec is None:
+        spec = os.environ.get("PROPAGATE_HEADERS")
+    patterns, problems = _core.compile_header_patterns(spec) if spec is not None else ([], [])
+    compiled = _core.CompiledPlan(
+        tuple(nodes), float(timeouts.service_client or 0), patterns, graph.name or "")
+    return Plan(graph, compiled, _core.HeaderPropagation(patterns), backends.http,
+                timeouts=timeouts, warnings=problems)

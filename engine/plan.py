@@ -1,0 +1,86 @@
+"""The compiled form of a graph and its one coarse call per request."""
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+import orjson
+
+from . import _core
+from .errors import BadRequestError
+
+Response = _core.Response
+
+
+def encode_body(body: Any):
+    """bytes-like bodies pass as they are; str is UTF-8; anything else is JSON."""
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        return body
+    if isinstance(body, str):
+        return body.encode()
+    try:
+        return orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
+    except TypeError as e:
+        raise BadRequestError(f"request body is not JSON-serialisable: {e}") from e
+
+
+def header_pairs(headers: Mapping[str, str] | Iterable[tuple[Any, Any]] | None) -> list:
+    if not headers:
+        return []
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return [(k.encode("latin-1") if isinstance(k, str) else bytes(k),
+             v.encode("latin-1") if isinstance(v, str) else bytes(v)) for k, v in items]
+
+
+class Plan:
+    """A graph compiled for execution: node tables indexed by integer, resolved
+    backends, compiled conditions. ``await plan.infer(body)`` runs one request."""
+
+    def __init__(self, graph, compiled, propagation, http_client, *, timeouts, warnings=()):
+        self.graph = graph
+        self.compiled = compiled
+        self.propagation = propagation
+        self.http_client = http_client
+        self.timeouts = timeouts
+        self.warnings = list(warnings)
+        self.name = compiled.name
+
+    async def infer(self, body: Any, *, headers=None) -> Response:
+        """Run one request through the graph from its root node.
+
+        ``body``: bytes (forwarded as is), str, or a JSON-serialisable object.
+        ``headers``: the request's headers; those matching PROPAGATE_HEADERS go to
+        every step. Always answers a Response: model failures come back with
+        KServe's status codes and error bodies, never as exceptions."""
+        pairs = header_pairs(headers)
+        ctx = _core.RunContext(self.propagation.select(pairs), self.compiled.service_timeout, pairs)
+        return await _core.execute(self.compiled, encode_body(body), ctx)
+
+    async def aclose(self) -> None:
+        """Close the backend connection pools."""
+        if self.http_client is not None:
+            await self.http_client.close()
+
+    def explain(self) -> str:
+        """The flat tables, as `ige explain --plan` prints them."""
+        from .compiler import ROUTER_NAMES
+        lines = [f"plan {self.name or '(unnamed)'}: {len(self.compiled.nodes)} node(s), "
+                 f"serviceClient timeout {self.compiled.service_timeout or 'none'}"]
+        for node in self.compiled.nodes:
+            lines.append(f"[{node.index}] {node.name}: {ROUTER_NAMES[node.router_type]}")
+            for step in node.steps:
+                target = (f"-> node [{step.node_index}]" if step.target == _core.StepTarget.TARGET_NODE
+                          else f"-> {step.backend.description}")
+                flags = []
+                if step.condition is not None:
+                    flags.append(f"if {step.condition_text}")
+                if node.router_type == _core.RouterType.ROUTER_SPLITTER:
+                    flags.append(f"weight<{step.weight_end}")
+                if step.use_response:
+                    flags.append("data=$response")
+                if step.map_predictions:
+                    flags.append("predictions->instances")
+                if step.hard:
+                    flags.append("Hard")
+                label = step.name or str(step.index)
+                lines.append(f"    {step.index}. {label} {target}" + (f"  ({', '.join(flags)})" if flags else ""))
+        return "\n".join(lines)

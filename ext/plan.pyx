@@ -1,0 +1,435 @@
+# The plan executor: runs one request through a CompiledPlan with exactly the
+# semantics of KServe's Go router (cmd/router/main.go), reading JSON only where those
+# semantics need it and forwarding every other body as the same buffer.
+cimport cython
+from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
+from engine._gjson cimport Path, c_valid
+
+import asyncio as _asyncio
+import orjson as _orjson
+
+from engine.errors import UpstreamError as _UpstreamError, InternalEngineError as _InternalEngineError
+
+cdef object _json_loads = _orjson.loads
+cdef object _json_dumps = _orjson.dumps
+cdef object _get_running_loop = _asyncio.get_running_loop
+cdef object _CancelledError = _asyncio.CancelledError
+
+cdef bytes _SWITCH_MISS = b"None of the routes matched with the switch condition"
+
+
+class RouteFailure(Exception):
+    """A step or node failed: KServe answers 500 (404 for a Switch miss at the root)
+    with {"error": "Failed to process request", "cause": <cause>}."""
+
+    def __init__(self, str cause, int status=500):
+        Exception.__init__(self, cause)
+        self.cause = cause
+        self.status = status
+
+
+@cython.final
+cdef class StepResult:
+    """One answer of a step: status code and body (any bytes-like object)."""
+
+    def __cinit__(self, int status, object body):
+        self.status = status
+        self.body = body
+
+    def __repr__(self):
+        return f"StepResult({self.status}, {bytes(self.body)[:60]!r})"
+
+
+@cython.final
+cdef class RunContext:
+    """Per-request state shared by every step: the headers to forward and the
+    per-call timeout."""
+
+    def __cinit__(self, list headers, double timeout, object request_headers=None):
+        self.headers = headers
+        self.timeout = timeout
+        self.request_headers = request_headers
+
+
+cdef class Backend:
+    """A step's model target. ``call`` returns a StepResult, or an awaitable of one,
+    and raises UpstreamError for transport failures."""
+
+    cdef object call(self, object body, RunContext ctx):
+        raise _InternalEngineError(f"{type(self).__name__} does not implement call()")
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.description}>"
+
+    def invoke(self, body, RunContext ctx):
+        """Python entry to ``call`` (tests, tools)."""
+        return self.call(body, ctx)
+
+
+@cython.final
+cdef class PlanStep:
+    def __init__(self, int index, str name, int target, int node_index, Backend backend,
+                 Path condition, str condition_text, bint use_response, bint map_predictions,
+                 bint hard, int weight_end):
+        self.index = index
+        self.name = name
+        key = name if name else str(index)
+        self.ensemble_key = _json_dumps(key) + b":"
+        self.target = target
+        self.node_index = node_index
+        self.backend = backend
+        self.condition = condition
+        self.condition_text = condition_text
+        self.use_response = use_response
+        self.map_predictions = map_predictions
+        self.hard = hard
+        self.weight_end = weight_end
+
+
+@cython.final
+cdef class PlanNode:
+    def __init__(self, int index, str name, int router_type, tuple steps):
+        self.index = index
+        self.name = name
+        self.router_type = router_type
+        self.steps = steps
+        # Go marshals the merged map with its keys sorted; a later step with the same
+        # key overwrites an earlier one
+        by_key = {}
+        for s in steps:
+            by_key[(<PlanStep>s).ensemble_key] = (<PlanStep>s).index
+        self.ensemble_order = tuple(by_key[k] for k in sorted(by_key))
+
+
+@cython.final
+cdef class CompiledPlan:
+    def __init__(self, tuple nodes, double service_timeout, list propagate_patterns, str name):
+        if not nodes:
+            raise _InternalEngineError("a plan needs at least its root node")
+        self.nodes = nodes
+        self.service_timeout = service_timeout
+        self.propagate_patterns = propagate_patterns
+        self.name = name
+
+
+# ---- JSON checks on raw bytes ---------------------------------------------------
+
+cdef bint body_is_valid_json(object body) except -1:
+    cdef Py_buffer view
+    cdef bint ok
+    if body is None:
+        return False
+    PyObject_GetBuffer(body, &view, PyBUF_SIMPLE)
+    try:
+        ok = c_valid(<const char*>view.buf, view.len)
+    finally:
+        PyBuffer_Release(&view)
+    return ok
+
+
+cdef bint path_exists(Path path, object body) except -1:
+    cdef Py_buffer view
+    PyObject_GetBuffer(body, &view, PyBUF_SIMPLE)
+    try:
+        return path.c_exists(<const char*>view.buf, view.len)
+    finally:
+        PyBuffer_Release(&view)
+
+
+cdef str go_unmarshal_map_error(object body):
+    """The text of Go's json.Unmarshal(body, &map[string]interface{}) error, for a body
+    that is not a JSON object (Ensemble steps must answer objects)."""
+    cdef bytes data = bytes(body)
+    cdef Py_ssize_t i = 0, n = len(data)
+    while i < n and data[i] in b" \t\r\n":
+        i += 1
+    if i == n:
+        return "unexpected end of JSON input"
+    c = data[i]
+    kind = {ord("["): "array", ord('"'): "string", ord("t"): "bool", ord("f"): "bool"}.get(c)
+    if kind is None and (c == ord("-") or ord("0") <= c <= ord("9")):
+        kind = "number"
+    if kind is not None and body_is_valid_json(data):
+        return f"json: cannot unmarshal {kind} into Go value of type map[string]interface {{}}"
+    if c in b'{["tfn-0123456789':
+        return "unexpected end of JSON input" if _truncated(data) else "invalid character in JSON input"
+    return f"invalid character {_go_quote_char(c)} looking for beginning of value"
+
+
+cdef bint _truncated(bytes data):
+    try:
+        _json_loads(data)
+    except _orjson.JSONDecodeError as e:
+        return "unexpected end" in str(e).lower() or "eof" in str(e).lower()
+    return False
+
+
+cdef str _go_quote_char(int c):
+    if c == ord("'"):
+        return "'\\''"
+    if c == ord('"'):
+        return "'\"'"
+    if 32 <= c < 127:
+        return f"'{chr(c)}'"
+    return f"'\\x{c:02x}'"
+
+
+cdef object map_predictions_to_instances(object body):
+    """{"predictions": X, ...} -> {"instances": X}; any other body is sent as is."""
+    try:
+        doc = _json_loads(body)
+    except Exception:
+        return body
+    if type(doc) is dict and "predictions" in doc:
+        return _json_dumps({"instances": doc["predictions"]})
+    return body
+
+
+# ---- execution ---------------------------------------------------------------------
+
+cdef inline object call_step(CompiledPlan plan, PlanStep step, object body, RunContext ctx):
+    """Start a step: a StepResult when it finished synchronously, else an awaitable."""
+    if step.target == TARGET_NODE:
+        return run_node(plan, <PlanNode>plan.nodes[step.node_index], body, ctx, False)
+    return step.backend.call(body, ctx)
+
+
+async def run_node(CompiledPlan plan, PlanNode node, object body, RunContext ctx, bint is_root):
+    cdef int rt = node.router_type
+    if rt == ROUTER_SEQUENCE:
+        return await run_sequence(plan, node, body, ctx)
+    if rt == ROUTER_SWITCH:
+        return await run_switch(plan, node, body, ctx, is_root)
+    if rt == ROUTER_SPLITTER:
+        return await run_splitter(plan, node, body, ctx)
+    if rt == ROUTER_ENSEMBLE:
+        return await run_ensemble(plan, node, body, ctx)
+    raise RouteFailure(f"invalid route type: {node.router_type}")
+
+
+async def run_sequence(CompiledPlan plan, PlanNode node, object request, RunContext ctx):
+    cdef PlanStep step
+    cdef object response = None
+    cdef object body
+    cdef StepResult result = None
+    cdef int i
+    for i in range(len(node.steps)):
+        step = <PlanStep>node.steps[i]
+        body = response if step.use_response else request
+        if step.condition is not None:
+            # KServe checks the previous response (nothing before the first step)
+            if response is None or not body_is_valid_json(response):
+                raise RouteFailure("invalid response")
+            if not path_exists(step.condition, response):
+                return StepResult(200, response)
+        if step.map_predictions:
+            body = map_predictions_to_instances(body)
+        r = call_step(plan, step, body, ctx)
+        if type(r) is not StepResult:
+            r = await r
+        result = <StepResult>r
+        response = result.body
+        if step.hard and not (200 <= result.status <= 299):
+            return result
+    return result
+
+
+async def run_switch(CompiledPlan plan, PlanNode node, object request, RunContext ctx, bint is_root):
+    cdef PlanStep step
+    if body_is_valid_json(request):
+        for s in node.steps:
+            step = <PlanStep>s
+            if step.condition is not None and path_exists(step.condition, request):
+                r = call_step(plan, step, request, ctx)
+                if type(r) is not StepResult:
+                    r = await r
+                return r
+    raise RouteFailure(_SWITCH_MISS.decode(), 404 if is_root else 500)
+
+
+async def run_splitter(CompiledPlan plan, PlanNode node, object request, RunContext ctx):
+    cdef PlanStep step
+    # KServe draws from [0, 100] and drops the connection on 100 (no step is picked);
+    # [0, 100) keeps the same weights without that failure.
+    cdef int point = rng_below(100)
+    for s in node.steps:
+        step = <PlanStep>s
+        if point < step.weight_end:
+            r = call_step(plan, step, request, ctx)
+            if type(r) is not StepResult:
+                r = await r
+            return r
+    raise RouteFailure("no Splitter step was picked: weights do not sum to 100")
+
+
+@cython.final
+cdef class EnsembleJoin:
+    """Collects an Ensemble's concurrent steps the way KServe's router reads its
+    channels: in step order, except that any failed step ends the node at once."""
+    # outcomes: per step a StepResult, an exception, or None while pending;
+    # waiter: a Future set to None (all succeeded), the deciding StepResult, or the failure
+
+    def __cinit__(self, PlanNode node, object waiter):
+        self.node = node
+        self.outcomes = [None] * len(node.steps)
+        self.cursor = 0
+        self.waiter = waiter
+
+    cdef void settle(self, int i, object outcome):
+        self.outcomes[i] = outcome
+        if self.waiter.done():
+            return
+        if not isinstance(outcome, StepResult):
+            self.waiter.set_result(outcome)
+            return
+        cdef StepResult res = <StepResult>outcome
+        if not body_is_valid_json(res.body) or not _is_object_or_null(res.body):
+            self.waiter.set_result(RouteFailure(go_unmarshal_map_error(res.body)))
+            return
+        self.advance()
+
+    cdef void advance(self):
+        cdef int n = len(self.outcomes)
+        cdef StepResult res
+        while self.cursor < n:
+            o = self.outcomes[self.cursor]
+            if o is None:
+                return
+            res = <StepResult>o
+            if (<PlanStep>self.node.steps[self.cursor]).hard and not (200 <= res.status <= 299):
+                self.waiter.set_result(res)
+                return
+            self.cursor += 1
+        self.waiter.set_result(None)
+
+    def on_done(self, int i, fut):
+        if fut.cancelled():
+            self.settle(i, RouteFailure("context canceled"))
+            return
+        exc = fut.exception()
+        self.settle(i, exc if exc is not None else fut.result())
+
+
+cdef bint _is_object_or_null(object body) except -1:
+    cdef bytes head = bytes(memoryview(body)[:16]).lstrip()
+    return head[:1] == b"{" or head[:4] == b"null"
+
+
+async def run_ensemble(CompiledPlan plan, PlanNode node, object request, RunContext ctx):
+    cdef PlanStep step
+    cdef int i, n = len(node.steps)
+    loop = _get_running_loop()
+    waiter = loop.create_future()
+    join = EnsembleJoin(node, waiter)
+    pending = []
+    for i in range(n):
+        step = <PlanStep>node.steps[i]
+        try:
+            r = call_step(plan, step, request, ctx)
+        except BaseException as e:
+            if isinstance(e, (RouteFailure, _UpstreamError)):
+                join.settle(i, e)
+                continue
+            raise
+        if type(r) is StepResult:
+            join.settle(i, r)
+        else:
+            fut = _asyncio.ensure_future(r)
+            pending.append(fut)
+            fut.add_done_callback(_bind_index(join, i))
+    try:
+        decided = await waiter
+    except BaseException:
+        for fut in pending:
+            fut.cancel()
+        raise
+    if decided is None:
+        return StepResult(200, merge_ensemble(node, join.outcomes))
+    if isinstance(decided, StepResult):
+        return decided
+    for fut in pending:
+        if not fut.done():
+            fut.cancel()
+    if isinstance(decided, RouteFailure):
+        raise RouteFailure((<object>decided).cause)
+    if isinstance(decided, _UpstreamError):
+        raise RouteFailure(str(decided))
+    raise decided
+
+
+cdef object _bind_index(EnsembleJoin join, int i):
+    def done(fut):
+        join.on_done(i, fut)
+    return done
+
+
+cdef bytes merge_ensemble(PlanNode node, list outcomes):
+    """{"<key>": <step body>, ...} in Go's sorted key order, joined from the raw bodies."""
+    parts = [b"{"]
+    cdef PlanStep step
+    for i in node.ensemble_order:
+        step = <PlanStep>node.steps[i]
+        if len(parts) > 1:
+            parts.append(b",")
+        parts.append(step.ensemble_key)
+        parts.append((<StepResult>outcomes[i]).body)
+    parts.append(b"}")
+    return b"".join(parts)
+
+
+# ---- one request, start to answer ---------------------------------------------------
+
+@cython.final
+cdef class Response:
+    """The graph's answer: ``status``, ``body`` (bytes-like) and ``content_type``."""
+
+    def __cinit__(self, int status, object body, bytes content_type=None):
+        self.status = status
+        self.body = body
+        self.content_type = content_type
+
+    @property
+    def headers(self):
+        return {"Content-Type": self.content_type.decode()} if self.content_type else {}
+
+    def json(self):
+        """The body decoded as JSON."""
+        return _json_loads(self.body)
+
+    def __repr__(self):
+        return f"Response({self.status}, {bytes(self.body)[:80]!r})"
+
+
+cdef bytes CT_JSON = b"application/json"
+cdef bytes CT_TEXT = b"text/plain; charset=utf-8"
+cdef bytes CT_BINARY = b"application/octet-stream"
+
+
+cdef Response error_response(int status, str cause):
+    return Response(status, _json_dumps({"error": "Failed to process request", "cause": cause}), CT_JSON)
+
+
+cdef bytes sniff_content_type(object body):
+    """Go's http.DetectContentType for the bodies a model answers: text or binary."""
+    cdef bytes head = bytes(memoryview(body)[:512])
+    if not head:
+        return None
+    for c in head:
+        if c < 0x20 and c not in (0x09, 0x0A, 0x0C, 0x0D, 0x1B):
+            return CT_BINARY
+    return CT_TEXT
+
+
+async def execute(CompiledPlan plan, object body, RunContext ctx):
+    """Run ``body`` through the plan from its root; always answers a Response."""
+    cdef StepResult result
+    try:
+        result = await run_node(plan, <PlanNode>plan.nodes[0], body, ctx, True)
+    except RouteFailure as e:
+        return error_response(e.status, e.cause)
+    except _UpstreamError as e:
+        return error_response(500, str(e))
+    if body_is_valid_json(result.body):
+        return Response(result.status, result.body, CT_JSON)
+    return Response(result.status, result.body, sniff_content_type(result.body))
