@@ -329,3 +329,28 @@ def test_condition_hook_compiler_that_raises(monkeypatch):
 def test_condition_hook_skipped_without_gjson(monkeypatch):
     monkeypatch.setitem(sys.modules, "engine.gjson", None)  # import raises ImportError
     assert found(engine.load(ROOT / "examples" / "dog-cat.yaml")) == []
+
+
+def test_condition_on_first_sequence_step_is_warned():
+    import engine
+    g = engine.load({"nodes": {"root": {"routerType": "Sequence", "steps": [
+        {"serviceUrl": "http://a/v1/models/a:predict", "condition": "instances"}]}}})
+    found = [d for d in g.validate() if d.path == "spec.nodes.root.steps[0].condition"]
+    assert len(found) == 1 and "invalid response" in found[0].message
+
+
+def test_unusable_service_url_is_warned_with_gos_error():
+    import engine
+    url = "http://single-1.default.{$your-domain}/switch"
+    g = engine.load({"nodes": {"root": {"routerType": "Sequence", "steps": [{"serviceUrl": url}]}}})
+    found = [d for d in g.validate() if d.path == "spec.nodes.root.steps[0].serviceUrl"]
+    assert [d.severity for d in found] == ["warning"]
+    assert f'parse "{url}": invalid character "{{" in host name' in found[0].message
+
+
+def test_unsupported_url_schemes_are_warned():
+    import engine
+    g = engine.load({"nodes": {"root": {"routerType": "Sequence", "steps": [
+        {"serviceUrl": "ftp://models/x"}]}}})
+    msgs = [d.message for d in g.validate() if d.path == "spec.nodes.root.steps[0].serviceUrl"]
+    assert msgs and 'unsupported protocol scheme "ftp"' in msgs[0]

@@ -145,6 +145,17 @@ def _check_node(graph: "Graph", node, out: _Collector) -> None:
             out("warning", _step_path(node.name, step.index, "condition"),
                 "Switch step has no condition, so it never matches "
                 "(an empty GJSON path selects nothing)")
+        if node.router_type == "Sequence" and step.index == 0 and step.condition:
+            out("warning", _step_path(node.name, step.index, "condition"),
+                "a condition on a Sequence's first step is checked against the previous "
+                "response, and there is none: KServe's router answers 500 "
+                "\"invalid response\" for every request")
+        if isinstance(step.service_url, str) and step.service_url:
+            from ..backends import go_url_problem
+            problem = go_url_problem(step.service_url)
+            if problem is not None:
+                out("warning", _step_path(node.name, step.index, "serviceUrl"),
+                    f"every call of this step will fail with 500: {problem}")
         if step.data is not None and step.data not in KNOWN_DATA:
             out("warning", _step_path(node.name, step.index, "data"),
                 f'data "{step.data}" is neither "$request" nor "$response"; '
