@@ -5,3 +5,6 @@ One extension, built from focused include files, so that the executor, the codec
 and the HTTP protocol call each other as C functions.
 """
 include "rng.pyx"
+include "http_common.pyx"
+include "http_server.pyx"
+include "http_client.pyx"
