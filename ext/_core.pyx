@@ -8,5 +8,10 @@ cimport cython
 
 include "rng.pyx"
 include "headers.pyx"
+include "http_common.pyx"
+include "http_server.pyx"
+include "http_client.pyx"
 include "plan.pyx"
 include "local_backend.pyx"
+include "http_backend.pyx"
+include "app.pyx"

@@ -13,7 +13,7 @@ from engine.errors import UpstreamError as _UpstreamError, InternalEngineError a
 
 cdef object _json_loads = _orjson.loads
 cdef object _json_dumps = _orjson.dumps
-cdef object _get_running_loop = _asyncio.get_running_loop
+cdef object _running_loop = _asyncio.get_running_loop
 cdef object _CancelledError = _asyncio.CancelledError
 
 cdef bytes _SWITCH_MISS = b"None of the routes matched with the switch condition"
@@ -319,7 +319,7 @@ cdef bint _is_object_or_null(object body) except -1:
 async def run_ensemble(CompiledPlan plan, PlanNode node, object request, RunContext ctx):
     cdef PlanStep step
     cdef int i, n = len(node.steps)
-    loop = _get_running_loop()
+    loop = _running_loop()
     waiter = loop.create_future()
     join = EnsembleJoin(node, waiter)
     pending = []

@@ -1,0 +1,79 @@
+# The router's HTTP application: what each request path means. Any path that is not
+# one of the router's own endpoints runs the graph, whatever the method, as in
+# KServe's router (its handler is registered on "/").
+
+cdef bytes _READYZ = b"/readyz"
+cdef bytes _HEALTHZ = b"/healthz"
+cdef bytes _METRICS = b"/metrics"
+cdef bytes _V2_LIVE = b"/v2/health/live"
+cdef bytes _V2_READY = b"/v2/health/ready"
+cdef list _TEXT_HEADERS = [(b"Content-Type", b"text/plain; charset=utf-8"),
+                           (b"X-Content-Type-Options", b"nosniff")]
+
+
+@cython.final
+cdef class GraphApp:
+    """Maps HttpRequest -> HttpResponse (or an awaitable of one) for one plan."""
+
+    def __init__(self, CompiledPlan plan, HeaderPropagation propagation):
+        self.plan = plan
+        self.propagation = propagation
+        self.draining = False
+        self.requests_total = 0
+        self.requests_failed = 0
+        self.in_flight = 0
+
+    def start_draining(self):
+        """Readiness answers 503 from now on; requests are still served."""
+        self.draining = True
+
+    def __call__(self, HttpRequest request):
+        cdef bytes path = request.path
+        cdef Py_ssize_t q = path.find(b"?")
+        if q >= 0:
+            path = path[:q]
+        if path == _READYZ:
+            # Go's http.Error: text body with a newline, nosniff
+            if self.draining:
+                return HttpResponse(503, b"shutting down\n", _TEXT_HEADERS)
+            return HttpResponse(200, b"")
+        if path == _HEALTHZ or path == _V2_LIVE:
+            return HttpResponse(200, b"")
+        if path == _V2_READY:
+            return HttpResponse(503 if self.draining else 200, b"")
+        if path == _METRICS and request.method == b"GET":
+            return HttpResponse(200, self.metrics_text(), _TEXT_HEADERS[:1])
+        return self.run_graph(request)
+
+    async def run_graph(self, HttpRequest request):
+        cdef RunContext ctx = RunContext(self.propagation.select(request.headers),
+                                         self.plan.service_timeout, request.headers)
+        cdef Response r
+        self.in_flight += 1
+        try:
+            r = await execute(self.plan, request.body, ctx)
+        finally:
+            self.in_flight -= 1
+        self.requests_total += 1
+        if r.status >= 500:
+            self.requests_failed += 1
+        if r.content_type is None:
+            return HttpResponse(r.status, r.body)
+        return HttpResponse(r.status, r.body, [(b"Content-Type", r.content_type)])
+
+    cpdef bytes metrics_text(self):
+        name = self.plan.name or "graph"
+        return (
+            "# HELP ige_requests_total Graph requests answered.\n"
+            "# TYPE ige_requests_total counter\n"
+            f'ige_requests_total{{graph="{name}"}} {self.requests_total}\n'
+            "# HELP ige_requests_failed_total Graph requests answered with a 5xx status.\n"
+            "# TYPE ige_requests_failed_total counter\n"
+            f'ige_requests_failed_total{{graph="{name}"}} {self.requests_failed}\n'
+            "# HELP ige_requests_in_flight Graph requests being processed.\n"
+            "# TYPE ige_requests_in_flight gauge\n"
+            f'ige_requests_in_flight{{graph="{name}"}} {self.in_flight}\n'
+            "# HELP ige_draining 1 once the router is draining after SIGTERM.\n"
+            "# TYPE ige_draining gauge\n"
+            f"ige_draining {int(self.draining)}\n"
+        ).encode()

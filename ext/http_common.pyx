@@ -1,0 +1,140 @@
+# Shared pieces of the HTTP server and client: clock, Date header, status lines,
+# header rendering into one preallocated bytes object.
+from libc.string cimport memcpy, memchr, memcmp
+from cpython.bytearray cimport PyByteArray_AS_STRING
+cimport cython
+from libc.time cimport time_t, time as c_time
+from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
+from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
+
+import email.utils as _email_utils
+import http as _http
+
+cdef extern from "<strings.h>" nogil:
+    int strncasecmp(const char *s1, const char *s2, size_t n)
+
+cdef extern from "<string.h>" nogil:
+    void *memmem(const void *haystack, size_t haystacklen, const void *needle, size_t needlelen)
+
+# Bodies up to this size are copied behind the head so that one write carries the
+# whole message; larger ones go out as a second buffer, never concatenated.
+cdef Py_ssize_t SMALL_BODY = 16384
+
+
+cdef inline double mono_now() noexcept nogil:
+    """CLOCK_MONOTONIC seconds; timers are armed with call_later(deadline - now)."""
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return <double>ts.tv_sec + <double>ts.tv_nsec * 1e-9
+
+
+cdef time_t _date_second = 0
+cdef bytes _date_line = b""
+
+
+cdef bytes date_line():
+    """``Date: <IMF-fixdate>\\r\\n``, rebuilt at most once per second."""
+    global _date_second, _date_line
+    cdef time_t now = c_time(NULL)
+    if now != _date_second:
+        _date_second = now
+        _date_line = b"Date: " + _email_utils.formatdate(<double>now, usegmt=True).encode("ascii") + b"\r\n"
+    return _date_line
+
+
+# Go's net/http StatusText for the codes it knows; others fall back to Python's phrase.
+cdef dict _GO_REASONS = {
+    100: "Continue", 101: "Switching Protocols", 200: "OK", 201: "Created",
+    202: "Accepted", 204: "No Content", 206: "Partial Content", 301: "Moved Permanently",
+    302: "Found", 304: "Not Modified", 400: "Bad Request", 401: "Unauthorized",
+    403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout",
+    409: "Conflict", 411: "Length Required", 413: "Request Entity Too Large",
+    414: "Request URI Too Long", 415: "Unsupported Media Type", 417: "Expectation Failed",
+    422: "Unprocessable Entity", 429: "Too Many Requests",
+    431: "Request Header Fields Too Large", 500: "Internal Server Error",
+    501: "Not Implemented", 502: "Bad Gateway", 503: "Service Unavailable",
+    504: "Gateway Timeout", 505: "HTTP Version Not Supported",
+}
+
+
+cdef list _build_status_lines():
+    cdef list lines = []
+    cdef int code
+    for code in range(1000):
+        reason = _GO_REASONS.get(code)
+        if reason is None:
+            try:
+                reason = _http.HTTPStatus(code).phrase
+            except ValueError:
+                reason = f"status code {code}"
+        lines.append(f"HTTP/1.1 {code:03d} {reason}\r\n".encode("latin-1"))
+    return lines
+
+
+cdef list _STATUS_LINES = _build_status_lines()
+
+
+cdef inline bytes status_line(int status):
+    if 0 <= status < 1000:
+        return <bytes>_STATUS_LINES[status]
+    raise ValueError(f"invalid HTTP status {status}")
+
+
+cdef inline Py_ssize_t headers_size(list headers, bint *has_content_type) except -1:
+    """Bytes that ``name: value\\r\\n`` lines take; type-checks every pair."""
+    cdef Py_ssize_t n = 0
+    cdef bytes name, value
+    cdef tuple pair
+    if headers is None:
+        return 0
+    for item in headers:
+        pair = <tuple?>item
+        name = <bytes?>pair[0]
+        value = <bytes?>pair[1]
+        n += PyBytes_GET_SIZE(name) + PyBytes_GET_SIZE(value) + 4
+        if has_content_type != NULL and PyBytes_GET_SIZE(name) == 12 and \
+                strncasecmp(PyBytes_AS_STRING(name), b"content-type", 12) == 0:
+            has_content_type[0] = True
+    return n
+
+
+cdef inline char *put(char *p, const char *s, Py_ssize_t n) noexcept nogil:
+    memcpy(p, s, n)
+    return p + n
+
+
+cdef inline char *put_bytes(char *p, bytes b) noexcept:
+    return put(p, PyBytes_AS_STRING(b), PyBytes_GET_SIZE(b))
+
+
+cdef inline char *put_headers(char *p, list headers) noexcept:
+    cdef tuple pair
+    if headers is None:
+        return p
+    for item in headers:
+        pair = <tuple>item
+        p = put_bytes(p, <bytes>pair[0])
+        p = put(p, b": ", 2)
+        p = put_bytes(p, <bytes>pair[1])
+        p = put(p, b"\r\n", 2)
+    return p
+
+
+cdef inline int format_uint(char *out, unsigned long long v) noexcept nogil:
+    """Decimal digits of v into out (at least 20 bytes); returns the count."""
+    cdef char tmp[24]
+    cdef int n = 0, i
+    while True:
+        tmp[n] = <char>(48 + v % 10)
+        n += 1
+        v //= 10
+        if v == 0:
+            break
+    for i in range(n):
+        out[i] = tmp[n - 1 - i]
+    return n
+
+
+cdef inline bint header_is(bytes name, const char *lower, Py_ssize_t n) noexcept:
+    return PyBytes_GET_SIZE(name) == n and strncasecmp(PyBytes_AS_STRING(name), lower, n) == 0

@@ -1,0 +1,547 @@
+# HTTP/1.x server protocol on httptools (llhttp): keep-alive, pipelining answered in
+# order, Content-Length and chunked bodies, limits, Go-style timeouts, drain.
+import asyncio as _asyncio
+import collections as _collections
+import logging as _logging
+import socket as _socket
+
+import orjson as _orjson
+from httptools import HttpRequestParser as _HttpRequestParser
+from httptools import HttpParserError as _HttpParserError
+from httptools import HttpParserUpgrade as _HttpParserUpgrade
+
+cdef object _server_log = _logging.getLogger("engine.http.server")
+cdef object _ensure_future = _asyncio.ensure_future
+cdef object _get_running_loop = _asyncio.get_running_loop
+cdef object _deque = _collections.deque
+
+cdef bytes _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+cdef bytes _BODY_500 = b'{"error":"Internal Server Error"}'
+cdef list _JSON_HEADERS = [(b"Content-Type", b"application/json")]
+# Pipelined requests parsed ahead of their answers: past this many, stop reading.
+cdef Py_ssize_t _PIPELINE_HIGH = 32
+cdef Py_ssize_t _PIPELINE_LOW = 8
+
+
+class _LimitExceeded(Exception):
+    """Raised from a parser callback to stop llhttp; the status is on the protocol."""
+
+
+@cython.final
+cdef class HttpRequest:
+    """One parsed request, handed to the server's handler."""
+
+    def __repr__(self):
+        return f"<HttpRequest {self.method!r} {self.path!r}>"
+
+
+@cython.final
+cdef class HttpResponse:
+    """The handler's answer. ``headers`` are written as given (no Content-Length,
+    Date or Connection: the server writes those)."""
+
+    def __init__(self, int status, object body=b"", list headers=None):
+        if status < 100 or status > 999:
+            raise ValueError(f"invalid HTTP status {status}")
+        self.status = status
+        self.body = body
+        self.headers = headers
+
+    def __repr__(self):
+        return f"<HttpResponse {self.status}>"
+
+
+cdef HttpResponse make_response(int status, object body, list headers):
+    """C-level constructor for the executor (no argument parsing)."""
+    cdef HttpResponse r = HttpResponse.__new__(HttpResponse)
+    r.status = status
+    r.body = body
+    r.headers = headers
+    return r
+
+
+cdef HttpResponse _error_response(int status, str reason):
+    return make_response(status, _orjson.dumps({"error": reason}), _JSON_HEADERS)
+
+
+@cython.final
+cdef class _PendingAnswer:
+    """An answer not yet written: its handler is still running, or answers ahead of it
+    in the pipeline are."""
+    pass
+
+
+cdef class HttpServer:
+    """Serves HTTP/1.x with ``handler(request) -> HttpResponse | awaitable``.
+
+    Use ``loop.create_server(server.protocol_factory, ...)``; ``await drain(grace)``
+    stops keep-alive and waits until every connection is closed.
+    """
+
+    def __init__(self, handler, *, max_body_size=64 * 1024 * 1024, max_header_size=64 * 1024,
+                 max_headers=100, read_timeout=60.0, write_timeout=60.0, idle_timeout=180.0):
+        if not callable(handler):
+            raise TypeError("handler must be callable")
+        self.handler = handler
+        self.max_body_size = max_body_size
+        self.max_header_size = max_header_size
+        self.max_headers = max_headers
+        self.read_timeout = read_timeout or 0.0
+        self.write_timeout = write_timeout or 0.0
+        self.idle_timeout = idle_timeout or 0.0
+        if self.idle_timeout == 0.0:
+            # Go: IdleTimeout 0 means ReadTimeout also bounds the keep-alive wait
+            self.idle_timeout = self.read_timeout
+        positive = [t for t in (self.read_timeout, self.write_timeout, self.idle_timeout) if t > 0]
+        self.timer_period = min(positive) if positive else 0.0
+        self.connections = set()
+        self.draining = False
+        self.drained = None
+        self.active_requests = 0
+
+    @property
+    def open_connections(self):
+        """Connections currently open."""
+        return len(self.connections)
+
+    def protocol_factory(self):
+        """A new protocol instance for one accepted connection."""
+        return _HttpServerProtocol(self)
+
+    async def drain(self, grace=None):
+        """Stop keep-alive: idle connections close now, busy ones after their in-flight
+        answers are written. Returns once all are closed; after ``grace`` seconds the
+        rest are aborted."""
+        cdef _HttpServerProtocol proto
+        self.draining = True
+        for proto in list(self.connections):
+            proto.start_drain()
+        if not self.connections:
+            return
+        loop = _get_running_loop()
+        if self.drained is None or self.drained.done():
+            self.drained = loop.create_future()
+        try:
+            await _asyncio.wait_for(_asyncio.shield(self.drained), grace)
+        except _asyncio.TimeoutError:
+            for proto in list(self.connections):
+                proto.abort()
+            if self.connections:
+                await _asyncio.shield(self.drained)
+
+    cdef void connection_gone(self, _HttpServerProtocol proto):
+        self.connections.discard(proto)
+        if not self.connections and self.drained is not None and not self.drained.done():
+            self.drained.set_result(None)
+
+
+@cython.final
+cdef class _HttpServerProtocol:
+    """One server connection (an asyncio protocol by duck typing)."""
+
+    def __cinit__(self, HttpServer server):
+        self.server = server
+        self.parser = _HttpRequestParser(self)
+        self.pending = _deque()
+        self.transport = None
+
+    # ---- asyncio protocol interface ----
+
+    def connection_made(self, transport):
+        self.loop = _get_running_loop()
+        self.transport = transport
+        self.write = transport.write
+        self.server.connections.add(self)
+        peer = transport.get_extra_info("peername")
+        self.peer = tuple(peer[:2]) if isinstance(peer, tuple) else None
+        sock = transport.get_extra_info("socket")
+        if sock is not None and sock.family in (_socket.AF_INET, _socket.AF_INET6):
+            try:
+                sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        if self.server.draining:
+            self.closing = True
+            transport.close()
+            return
+        if self.server.read_timeout > 0:
+            self.read_deadline = mono_now() + self.server.read_timeout
+            self.arm_timer()
+
+    def connection_lost(self, exc):
+        cdef _PendingAnswer slot
+        self.closed = True
+        self.closing = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        while self.pending:
+            slot = self.pending.popleft()
+            if slot.counted:
+                self.server.active_requests -= 1
+            if slot.fut is not None and not slot.fut.done():
+                slot.fut.remove_done_callback(self.on_handler_done)
+                slot.fut.cancel()
+        self.server.connection_gone(self)
+        self.transport = None
+        self.write = None
+
+    def eof_received(self):
+        # the peer stopped sending; answers still owed are written before closing
+        if self.pending and not self.in_message:
+            self.closing = True
+            return True
+        return None
+
+    def pause_writing(self):
+        self.writing_paused = True
+        self.update_reading()
+        if self.server.write_timeout > 0:
+            self.write_deadline = mono_now() + self.server.write_timeout
+            self.arm_timer()
+
+    def resume_writing(self):
+        self.writing_paused = False
+        self.write_deadline = 0.0
+        self.update_reading()
+
+    def data_received(self, data):
+        cdef bint was_in_head
+        cdef Py_ssize_t n
+        if self.closing:
+            return
+        was_in_head = self.in_message and not self.headers_done
+        try:
+            self.parser.feed_data(data)
+        except _HttpParserUpgrade:
+            # the request before the upgrade is answered; nothing after it is HTTP/1
+            self.closing = True
+            self.flush()
+            return
+        except _HttpParserError as exc:
+            if self.error_status:
+                self.fail(self.error_status, self.error_reason)
+            else:
+                self.fail(400, _parser_reason(exc))
+            return
+        if self.in_message and not self.headers_done:
+            # a header llhttp is still accumulating is invisible to the callbacks:
+            # bound it by the bytes fed while the head was incomplete
+            n = len(data)
+            self.head_raw = self.head_raw + n if was_in_head else 0
+            if self.head_raw > self.server.max_header_size or \
+                    self.head_bytes > self.server.max_header_size:
+                self.fail(431, "Request Header Fields Too Large")
+
+    # ---- httptools callbacks ----
+
+    def on_message_begin(self):
+        self.in_message = True
+        self.headers_done = False
+        self.url = None
+        self.headers = []
+        self.chunks = None
+        self.body_size = 0
+        self.head_bytes = 0
+        self.head_raw = 0
+        self.nheaders = 0
+        self.expect_continue = False
+        self.content_length = -1
+        if self.server.read_timeout > 0:
+            self.read_deadline = mono_now() + self.server.read_timeout
+            self.arm_timer()
+
+    def on_url(self, bytes url):
+        self.head_bytes += len(url)
+        self.url = url if self.url is None else self.url + url
+        if self.head_bytes > self.server.max_header_size:
+            self.stop(431, "Request Header Fields Too Large")
+
+    def on_header(self, bytes name, bytes value):
+        self.nheaders += 1
+        self.head_bytes += len(name) + len(value) + 4
+        if self.nheaders > self.server.max_headers or self.head_bytes > self.server.max_header_size:
+            self.stop(431, "Request Header Fields Too Large")
+        if header_is(name, b"content-length", 14):
+            # llhttp has validated the digits
+            self.content_length = int(value)
+        elif header_is(name, b"expect", 6):
+            self.expect_continue = header_is(value.strip(), b"100-continue", 12)
+        self.headers.append((name, value))
+
+    def on_headers_complete(self):
+        self.headers_done = True
+        if self.content_length > self.server.max_body_size:
+            self.stop(413, "Request Entity Too Large")
+        if self.expect_continue and self.content_length != 0 and \
+                self.parser.get_http_version() == "1.1":
+            if self.pending:
+                self.continue_owed = True
+            else:
+                self.write(_CONTINUE)
+
+    def on_body(self, bytes body):
+        self.body_size += len(body)
+        if self.body_size > self.server.max_body_size:
+            self.stop(413, "Request Entity Too Large")
+        if self.chunks is None:
+            self.chunks = [body]
+        else:
+            self.chunks.append(body)
+
+    def on_message_complete(self):
+        cdef HttpRequest req = HttpRequest.__new__(HttpRequest)
+        self.in_message = False
+        self.continue_owed = False
+        self.read_deadline = 0.0
+        req.method = self.parser.get_method()
+        req.path = self.url if self.url is not None else b""
+        req.headers = self.headers
+        if self.chunks is None:
+            req.body = b""
+        elif len(self.chunks) == 1:
+            req.body = self.chunks[0]
+        else:
+            req.body = b"".join(self.chunks)
+        req.keep_alive = self.parser.should_keep_alive()
+        req.http10 = self.parser.get_http_version() == "1.0"
+        req.transport_info = self.peer
+        self.headers = None
+        self.chunks = None
+        self.dispatch(req)
+
+    # ---- request dispatch and answers ----
+
+    cdef dispatch(self, HttpRequest req):
+        cdef HttpServer server = self.server
+        cdef _PendingAnswer slot
+        if self.closing:
+            return
+        if not req.keep_alive:
+            # nothing after a request that closes the connection is read
+            self.closing = True
+        server.active_requests += 1
+        try:
+            result = server.handler(req)
+        except Exception:
+            _server_log.error("handler failed on %r %r", req.method, req.path, exc_info=True)
+            result = make_response(500, _BODY_500, _JSON_HEADERS)
+        if type(result) is HttpResponse and not self.pending:
+            server.active_requests -= 1
+            self.send(<HttpResponse>result, req.keep_alive, req.http10)
+            return
+        slot = _PendingAnswer.__new__(_PendingAnswer)
+        slot.keep_alive = req.keep_alive
+        slot.http10 = req.http10
+        slot.counted = True
+        slot.request = req
+        if type(result) is HttpResponse:
+            slot.response = <HttpResponse>result
+        else:
+            try:
+                fut = _ensure_future(result, loop=self.loop)
+            except TypeError:
+                _server_log.error("handler returned %r for %r %r, not an HttpResponse or awaitable",
+                                  type(result), req.method, req.path)
+                slot.response = make_response(500, _BODY_500, _JSON_HEADERS)
+            else:
+                slot.fut = fut
+                fut.add_done_callback(self.on_handler_done)
+        self.pending.append(slot)
+        if slot.response is not None and len(self.pending) == 1:
+            self.flush()
+        else:
+            self.update_reading()
+
+    def on_handler_done(self, fut):
+        if self.closed:
+            return
+        self.flush()
+
+    cdef flush(self):
+        """Write every answer at the head of the pipeline that is ready, in order."""
+        cdef _PendingAnswer slot
+        while self.pending and not self.closed:
+            slot = <_PendingAnswer>self.pending[0]
+            if slot.response is None:
+                if not slot.fut.done():
+                    break
+                slot.response = _result_of(slot)
+                slot.fut = None
+            self.pending.popleft()
+            if slot.counted:
+                self.server.active_requests -= 1
+            self.send(slot.response, slot.keep_alive, slot.http10)
+        if not self.closed:
+            if self.continue_owed and not self.pending:
+                self.continue_owed = False
+                self.write(_CONTINUE)
+            self.update_reading()
+
+    cdef send(self, HttpResponse resp, bint keep_alive, bint http10):
+        cdef bint close = (not keep_alive) or (self.closing and not self.pending) or \
+            (self.server.draining and not self.pending and not self.in_message)
+        cdef object msg
+        if self.closed:
+            return
+        try:
+            msg = render_response(resp, close, http10 and keep_alive)
+        except Exception:
+            _server_log.error("cannot write response %r", resp, exc_info=True)
+            msg = render_response(make_response(500, _BODY_500, _JSON_HEADERS), close, http10 and keep_alive)
+        if type(msg) is bytes:
+            self.write(msg)
+        else:
+            self.transport.writelines(msg)
+        if close:
+            self.closing = True
+            self.transport.close()
+        elif not self.pending and not self.in_message and self.server.idle_timeout > 0:
+            self.read_deadline = mono_now() + self.server.idle_timeout
+            self.arm_timer()
+
+    cdef fail(self, int status, str reason):
+        """Answer a protocol error after the answers ahead of it, then close."""
+        cdef _PendingAnswer slot
+        if self.closing:
+            return
+        self.closing = True
+        self.in_message = False
+        self.continue_owed = False
+        slot = _PendingAnswer.__new__(_PendingAnswer)
+        slot.response = _error_response(status, reason)
+        slot.keep_alive = False
+        self.pending.append(slot)
+        self.flush()
+
+    cdef stop(self, int status, str reason):
+        self.error_status = status
+        self.error_reason = reason
+        raise _LimitExceeded(reason)
+
+    cdef update_reading(self):
+        cdef bint want_pause = (self.writing_paused or self.closing or
+                                len(self.pending) >= _PIPELINE_HIGH)
+        if self.transport is None:
+            return
+        if want_pause and not self.reading_paused:
+            self.reading_paused = True
+            self.transport.pause_reading()
+        elif self.reading_paused and not want_pause and len(self.pending) <= _PIPELINE_LOW:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    cdef start_drain(self):
+        if self.closing or self.closed:
+            return
+        if not self.pending and not self.in_message:
+            self.closing = True
+            self.transport.close()
+
+    cdef abort(self):
+        if self.transport is not None:
+            self.transport.abort()
+
+    # ---- timeouts: one lazily re-armed timer per connection ----
+
+    cdef arm_timer(self):
+        cdef double deadline = self.read_deadline
+        if self.write_deadline > 0 and (deadline == 0 or self.write_deadline < deadline):
+            deadline = self.write_deadline
+        if deadline == 0 or self.closed:
+            return
+        if self.timer is not None:
+            if self.timer_at <= deadline:
+                return
+            self.timer.cancel()
+        # Never sleep past one timeout period: a later, shorter deadline (read after idle)
+        # then finds the timer already early enough and needs no new handle.
+        cdef double now = mono_now()
+        if deadline > now + self.server.timer_period:
+            deadline = now + self.server.timer_period
+        self.timer_at = deadline
+        self.timer = self.loop.call_later(deadline - now, self.on_timer)
+
+    def on_timer(self):
+        cdef double now = mono_now()
+        self.timer = None
+        if self.closed:
+            return
+        if self.write_deadline > 0 and now >= self.write_deadline:
+            _server_log.debug("write timeout, closing connection from %r", self.peer)
+            self.abort()
+            return
+        if self.read_deadline > 0 and now >= self.read_deadline:
+            # read and idle timeouts close without an answer, as Go's server does
+            self.closing = True
+            self.abort()
+            return
+        self.arm_timer()
+
+
+cdef HttpResponse _result_of(_PendingAnswer slot):
+    fut = slot.fut
+    req = slot.request
+    if fut.cancelled():
+        _server_log.error("handler for %r %r was cancelled", req.method, req.path)
+        return make_response(500, _BODY_500, _JSON_HEADERS)
+    exc = fut.exception()
+    if exc is not None:
+        _server_log.error("handler failed on %r %r", req.method, req.path, exc_info=exc)
+        return make_response(500, _BODY_500, _JSON_HEADERS)
+    result = fut.result()
+    if type(result) is not HttpResponse:
+        _server_log.error("handler returned %r for %r %r, not an HttpResponse",
+                          type(result), req.method, req.path)
+        return make_response(500, _BODY_500, _JSON_HEADERS)
+    return <HttpResponse>result
+
+
+cdef str _parser_reason(exc):
+    text = str(exc)
+    return text if text else type(exc).__name__
+
+
+cdef object render_response(HttpResponse resp, bint close, bint keep_alive_header):
+    """The response as one bytes object, or [head, body] for a large body."""
+    cdef Py_buffer view
+    cdef bytes sline = status_line(resp.status)
+    cdef bytes date = date_line()
+    cdef Py_ssize_t blen, n
+    cdef bint small, no_length = resp.status == 204 or resp.status == 304 or resp.status < 200
+    cdef char digits[24]
+    cdef int nd = 0
+    cdef char *p
+    cdef bytes out
+    PyObject_GetBuffer(resp.body, &view, PyBUF_SIMPLE)
+    try:
+        blen = view.len
+        n = PyBytes_GET_SIZE(sline) + headers_size(resp.headers, NULL) + PyBytes_GET_SIZE(date) + 2
+        if not no_length:
+            nd = format_uint(digits, <unsigned long long>blen)
+            n += 18 + nd
+        if close:
+            n += 19
+        elif keep_alive_header:
+            n += 24
+        small = blen <= SMALL_BODY
+        out = PyBytes_FromStringAndSize(NULL, n + (blen if small else 0))
+        p = PyBytes_AS_STRING(out)
+        p = put_bytes(p, sline)
+        p = put_headers(p, resp.headers)
+        if not no_length:
+            p = put(p, b"Content-Length: ", 16)
+            p = put(p, digits, nd)
+            p = put(p, b"\r\n", 2)
+        p = put_bytes(p, date)
+        if close:
+            p = put(p, b"Connection: close\r\n", 19)
+        elif keep_alive_header:
+            p = put(p, b"Connection: keep-alive\r\n", 24)
+        p = put(p, b"\r\n", 2)
+        if small:
+            put(p, <char *>view.buf, blen)
+            return out
+    finally:
+        PyBuffer_Release(&view)
+    return [out, resp.body]

@@ -1,0 +1,170 @@
+"""The router over real sockets: HTTP model servers behind it on loopback."""
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import pytest
+
+from routerkit import (ModelServer, closed_port, raw_exchange, running_router,
+                       split_response, static)
+
+
+def seq_graph(*urls, **step_extra):
+    return {"nodes": {"root": {"routerType": "Sequence", "steps": [
+        {"serviceUrl": u, **step_extra} for u in urls]}}}
+
+
+def test_sequence_forwards_the_request_bytes_unchanged(loop):
+    async def go():
+        m = await ModelServer(static({"predictions": [1]})).start()
+        body = b'{"instances": [1, 2.50, "\\u00e9"],   "x": null}'
+        try:
+            async with running_router(seq_graph(m.url)) as router:
+                r = await router.post(body)
+                assert (r.status, orjson.loads(r.body)) == (200, {"predictions": [1]})
+        finally:
+            await m.close()
+        assert bytes(m.requests[0].body) == body
+        names = {k.lower(): v for k, v in m.requests[0].headers}
+        assert names[b"content-type"] == b"application/json"
+    loop.run(go())
+
+
+def test_refused_connection_is_500_with_go_cause(loop):
+    port = closed_port()
+    url = f"http://127.0.0.1:{port}/v1/models/m:predict"
+
+    async def go():
+        async with running_router(seq_graph(url)) as router:
+            return await router.post({"instances": []})
+    r = loop.run(go())
+    assert r.status == 500
+    assert orjson.loads(r.body) == {
+        "error": "Failed to process request",
+        "cause": f'Post "{url}": dial tcp 127.0.0.1:{port}: connect: connection refused'}
+
+
+def test_service_client_timeout_is_500(loop):
+    async def slow(request):
+        await asyncio.sleep(3)
+        return 200, {"late": True}
+
+    async def go():
+        m = await ModelServer(slow).start()
+        doc = seq_graph(m.url)
+        doc["routerTimeouts"] = {"serviceClient": 1}
+        try:
+            async with running_router(doc) as router:
+                return m.url, await router.post({})
+        finally:
+            await m.close()
+    url, r = loop.run(go())
+    assert r.status == 500
+    cause = orjson.loads(r.body)["cause"]
+    assert cause.startswith(f'Post "{url}": ') and "Client.Timeout exceeded" in cause
+
+
+def test_malformed_service_url_answers_500_per_request(loop):
+    url = "http://single-1.default.{$your-domain}/switch"
+
+    async def go():
+        async with running_router(seq_graph(url)) as router:
+            return await router.post({})
+    r = loop.run(go())
+    assert r.status == 500
+    assert orjson.loads(r.body)["cause"] == f'parse "{url}": invalid character "{{" in host name'
+
+
+def test_headers_propagate_to_http_steps(loop):
+    def echo_headers(request):
+        return 200, {k.decode(): v.decode() for k, v in request.headers
+                     if k.lower().startswith(b"test-") or k.lower() == b"authorization"}
+
+    async def go():
+        m = await ModelServer(echo_headers).start()
+        try:
+            async with running_router(seq_graph(m.url), propagate_headers="Test-Header-*,Auth*") as router:
+                return await router.post({}, headers=[(b"authorization", b"Bearer Token"),
+                                                      (b"test-header-1", b"one"), (b"other", b"no")])
+        finally:
+            await m.close()
+    r = loop.run(go())
+    assert orjson.loads(r.body) == {"Authorization": "Bearer Token", "Test-Header-1": "one"}
+
+
+def test_any_path_and_method_runs_the_graph(loop):
+    async def go():
+        m = await ModelServer(static({"ok": True})).start()
+        try:
+            async with running_router(seq_graph(m.url)) as router:
+                post = await router.post({}, path="/anything/at/all")
+                raw = await raw_exchange(router.port, b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                return post, split_response(raw)
+        finally:
+            await m.close()
+    post, (status, headers, body) = loop.run(go())
+    assert post.status == 200 and orjson.loads(post.body) == {"ok": True}
+    assert status == 200 and orjson.loads(body) == {"ok": True}
+    assert headers[b"content-type"] == b"application/json"
+
+
+def test_readiness_and_drain(loop):
+    async def slow(request):
+        await asyncio.sleep(0.3)
+        return 200, {"done": True}
+
+    async def go():
+        m = await ModelServer(slow).start()
+        try:
+            async with running_router(seq_graph(m.url), drain_seconds=0.2) as router:
+                ready = split_response(await raw_exchange(
+                    router.port, b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+                in_flight = asyncio.ensure_future(router.post({}))
+                while not m.requests:
+                    await asyncio.sleep(0.01)
+                router.instance.request_stop()
+                draining = split_response(await raw_exchange(
+                    router.port, b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+                finished = await in_flight
+                await asyncio.wait_for(router.task, 5)
+                return ready, draining, finished
+        finally:
+            await m.close()
+    ready, draining, finished = loop.run(go())
+    assert ready[0] == 200 and ready[2] == b""
+    assert draining[0] == 503 and draining[2] == b"shutting down\n"
+    assert finished.status == 200 and orjson.loads(finished.body) == {"done": True}
+
+
+def test_metrics_count_requests(loop):
+    async def go():
+        m = await ModelServer(static({"ok": 1})).start()
+        try:
+            async with running_router(seq_graph(m.url)) as router:
+                for _ in range(3):
+                    await router.post({})
+                raw = await raw_exchange(router.port, b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                return split_response(raw)
+        finally:
+            await m.close()
+    status, _, body = loop.run(go())
+    assert status == 200
+    assert 'ige_requests_total{graph="graph"} 3' in body.decode()
+
+
+def test_ensemble_over_http_merges_raw_bodies(loop):
+    async def go():
+        a = await ModelServer(static(b'{"p": [1, 2.50]}')).start()
+        b = await ModelServer(static({"p": "b"})).start()
+        doc = {"nodes": {"root": {"routerType": "Ensemble", "steps": [
+            {"name": "b", "serviceUrl": b.url}, {"name": "a", "serviceUrl": a.url}]}}}
+        try:
+            async with running_router(doc) as router:
+                return await router.post({})
+        finally:
+            await a.close()
+            await b.close()
+    r = loop.run(go())
+    assert r.status == 200
+    assert bytes(r.body) == b'{"a":{"p": [1, 2.50]},"b":{"p":"b"}}'
