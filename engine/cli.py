@@ -90,6 +90,9 @@ def add_explain(sub) -> None:
                                    "(or as Mermaid / Graphviz DOT).")
     p.add_argument("file", metavar="FILE", help="YAML or JSON file, - for stdin")
     p.add_argument("--format", choices=sorted(FORMATS), default="text")
+    p.add_argument("--plan", action="store_true",
+                   help="print the compiled plan (flat node and step tables) instead")
+    p.add_argument("--services", help="YAML file mapping serviceName -> URL (with --plan)")
     p.set_defaults(handler=run_explain)
 
 
@@ -99,6 +102,13 @@ def run_explain(args, out: TextIO, err: TextIO, stdin: TextIO) -> int:
     except GraphSpecError as exc:
         err.write(f"{_spec_error_where(args.file, exc)}: error: {exc.message}\n")
         return EXIT_INVALID
+    if args.plan:
+        from .cli_router import load_services
+        from .compiler import Policy
+        from pathlib import Path
+        services = load_services(Path(args.services)) if args.services else {}
+        out.write(graph.compile(policy=Policy(services=services)).explain() + "\n")
+        return EXIT_OK
     out.write(FORMATS[args.format](graph))
     found = graph.diagnose()
     for d in found:
@@ -108,7 +118,19 @@ def run_explain(args, out: TextIO, err: TextIO, stdin: TextIO) -> int:
 
 # -- entry point ----------------------------------------------------------------------
 
-SUBCOMMANDS: list[Callable] = [add_validate, add_explain]
+from .cli_router import add_run, add_serve  # noqa: E402 (they use the helpers above)
+
+SUBCOMMANDS: list[Callable] = [add_validate, add_explain, add_serve, add_run]
+
+# KServe's controller starts its router as `router --graph-json '<spec>' [flags]`;
+# with no subcommand those arguments mean `ige serve`.
+_SERVE_FLAGS = ("--graph-json", "--inferencegraph-name", "--enable-tls", "--enable-auth")
+
+
+def _default_to_serve(argv: list[str]) -> list[str]:
+    if argv and argv[0].split("=", 1)[0] in _SERVE_FLAGS:
+        return ["serve", *argv]
+    return argv
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -128,6 +150,7 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
     out = stdout or sys.stdout
     err = stderr or sys.stderr
     parser = build_parser()
+    argv = _default_to_serve(list(sys.argv[1:] if argv is None else argv))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse already printed usage or help

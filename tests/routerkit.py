@@ -127,3 +127,31 @@ def split_response(raw: bytes):
         k, _, v = line.partition(b":")
         headers[k.strip().lower()] = v.strip()
     return status, headers, body
+
+
+class ThreadedModel:
+    """A ModelServer on its own loop in a thread, for tests that run the router in a
+    subprocess (or block the test's thread)."""
+
+    def __init__(self, answer):
+        import threading
+        self.model = ModelServer(answer)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.model.start(), self.loop).result(10)
+        return self.model
+
+    def __exit__(self, *exc):
+        asyncio.run_coroutine_threadsafe(self.model.close(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

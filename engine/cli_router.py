@@ -1,0 +1,127 @@
+"""`ige serve` and `ige run`: the router commands of the CLI."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+import orjson
+import uvloop
+import yaml
+
+from .compiler import Policy
+from .errors import EngineError, GraphSpecError
+
+
+def add_serve(sub) -> None:
+    serve = sub.add_parser("serve", help="run the router (HTTP) for a graph",
+                           description="Serve an InferenceGraph as KServe's router does.")
+    add_graph_source(serve)
+    serve.add_argument("--http-port", type=int, default=8080)
+    serve.add_argument("--host", default="0.0.0.0")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="worker processes sharing the port (SO_REUSEPORT)")
+    serve.add_argument("--drain-seconds", type=float, default=None,
+                       help="after SIGTERM, seconds of failing readiness before the "
+                            "listener closes (KServe: 30)")
+    serve.add_argument("--max-body-size", type=int, default=64 * 1024 * 1024)
+    serve.add_argument("--log-level", default=None)
+    serve.add_argument("--inferencegraph-name", help="the InferenceGraph's name (KServe's router flag)")
+    serve.add_argument("--enable-tls", action="store_true", help=argparse.SUPPRESS)
+    serve.add_argument("--enable-auth", action="store_true", help=argparse.SUPPRESS)
+    serve.set_defaults(handler=cmd_serve)
+
+
+def add_run(sub) -> None:
+    run = sub.add_parser("run", help="send one request through a graph in process and print the answer")
+    add_graph_source(run)
+    run.add_argument("--data", required=True, help="request body: JSON text, or @FILE")
+    run.add_argument("--header", action="append", default=[], metavar="NAME:VALUE")
+    run.set_defaults(handler=cmd_run)
+
+
+def add_graph_source(p: argparse.ArgumentParser) -> None:
+    p.add_argument("graph", nargs="?", help="InferenceGraph file (YAML or JSON)")
+    p.add_argument("--graph-json", help="the graph spec as JSON (what KServe's controller passes)")
+    p.add_argument("--services", type=Path, help="YAML file mapping serviceName -> URL")
+    p.add_argument("--namespace", help="namespace for KServe's in-cluster service addresses")
+
+
+def load_graph(args):
+    from . import load
+    if bool(args.graph) == bool(args.graph_json):
+        raise GraphSpecError("give exactly one of GRAPH_FILE or --graph-json")
+    return load(args.graph_json if args.graph_json else args.graph)
+
+
+def load_services(path: Path | None) -> dict:
+    if path is None:
+        return {}
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except OSError as e:
+        raise GraphSpecError(f"cannot read services file {path}: {e.strerror}") from e
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise GraphSpecError(f"services file {path}: {e}",
+                             line=mark.line + 1 if mark else None,
+                             column=mark.column + 1 if mark else None) from e
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in doc.items()):
+        raise GraphSpecError(f"services file {path}: expected a mapping of service name to URL")
+    return doc
+
+
+def policy_from(args) -> Policy:
+    return Policy(services=load_services(args.services), namespace=args.namespace)
+
+
+def cmd_serve(args, out, err, stdin) -> int:
+    from . import logs
+    if args.enable_tls or args.enable_auth:
+        raise GraphSpecError("--enable-tls and --enable-auth (KServe's in-router TLS and "
+                             "Kubernetes token review) are not supported by this router; "
+                             "terminate TLS and authenticate in front of it")
+    from .server.runner import KSERVE_DRAIN_SECONDS, ServeOptions, serve
+    logs.configure(args.log_level)
+    graph = load_graph(args)
+    graph.validate()
+    if args.inferencegraph_name and not graph.name:
+        graph.metadata.name = args.inferencegraph_name
+    options = ServeOptions(
+        host=args.host, http_port=args.http_port, workers=args.workers,
+        drain_seconds=KSERVE_DRAIN_SECONDS if args.drain_seconds is None else args.drain_seconds,
+        max_body_size=args.max_body_size, policy=policy_from(args))
+    graph.compile(policy=options.policy)  # fail here, before any worker starts
+    return serve(graph, options)
+
+
+def cmd_run(args, out, err, stdin) -> int:
+    graph = load_graph(args)
+    data = args.data
+    if data.startswith("@"):
+        data = Path(data[1:]).read_bytes()
+    headers = []
+    for h in args.header:
+        name, sep, value = h.partition(":")
+        if not sep:
+            raise GraphSpecError(f"--header {h!r}: expected NAME:VALUE")
+        headers.append((name.strip(), value.strip()))
+    plan = graph.compile(policy=policy_from(args))
+
+    async def once():
+        try:
+            return await plan.infer(data if isinstance(data, bytes) else data.encode(), headers=headers)
+        finally:
+            await plan.aclose()
+
+    response = uvloop.run(once())
+    body = bytes(response.body)
+    try:
+        text = orjson.dumps(orjson.loads(body), option=orjson.OPT_INDENT_2).decode()
+    except orjson.JSONDecodeError:
+        text = body.decode("utf-8", "replace")
+    err.write(f"status: {response.status}\n")
+    out.write(text + "\n")
+    return 0 if 200 <= response.status <= 299 else 2

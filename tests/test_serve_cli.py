@@ -1,0 +1,155 @@
+"""`ige serve`, `ige --graph-json` and `ige run` as processes, the way KServe's
+controller and users start them."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from routerkit import ThreadedModel, free_port, static
+
+GRAPH = {"nodes": {"root": {"routerType": "Sequence", "steps": [{"serviceName": "echo"}]}}}
+
+
+def wait_ready(port: int, proc, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"router exited early: {proc.stderr.read().decode()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, OSError):
+            time.sleep(0.05)
+    raise AssertionError("router did not become ready")
+
+
+def post(port: int, body: dict):
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/v1/models/g:predict",
+                                 data=json.dumps(body).encode(), method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def start(args, **kw):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "engine", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env, start_new_session=True, **kw)
+
+
+def stop(proc, timeout=20):
+    try:
+        proc.send_signal(signal.SIGTERM)
+        return proc.wait(timeout)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+@pytest.fixture
+def model():
+    with ThreadedModel(static({"predictions": ["ok"]})) as m:
+        yield m
+
+
+def test_serve_file_with_services(tmp_path, model):
+    graph = tmp_path / "g.yaml"
+    graph.write_text(json.dumps(GRAPH))
+    services = tmp_path / "services.yaml"
+    services.write_text(f"echo: {model.url}\n")
+    port = free_port()
+    proc = start(["serve", str(graph), "--services", str(services), "--http-port", str(port),
+                  "--host", "127.0.0.1", "--drain-seconds", "0.1"])
+    try:
+        wait_ready(port, proc)
+        assert post(port, {"instances": [1]}) == (200, {"predictions": ["ok"]})
+    finally:
+        assert stop(proc) == 0
+
+
+def test_graph_json_alone_means_serve(model):
+    graph = {"nodes": {"root": {"routerType": "Sequence", "steps": [{"serviceUrl": model.url}]}}}
+    port = free_port()
+    proc = start(["--graph-json", json.dumps(graph), "--http-port", str(port), "--host", "127.0.0.1",
+                  "--drain-seconds", "0"])
+    try:
+        wait_ready(port, proc)
+        assert post(port, {}) == (200, {"predictions": ["ok"]})
+    finally:
+        assert stop(proc) == 0
+
+
+def test_two_workers_share_the_port_and_stop_together(model):
+    graph = {"nodes": {"root": {"routerType": "Sequence", "steps": [{"serviceUrl": model.url}]}}}
+    port = free_port()
+    proc = start(["serve", "--graph-json", json.dumps(graph), "--http-port", str(port),
+                  "--host", "127.0.0.1", "--workers", "2", "--drain-seconds", "0"])
+    try:
+        wait_ready(port, proc)
+        for _ in range(20):
+            assert post(port, {})[0] == 200
+        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        assert len(children) == 2
+    finally:
+        assert stop(proc) == 0
+    for pid in children:
+        with pytest.raises(ProcessLookupError):
+            os.kill(int(pid), 0)
+
+
+def test_invalid_graph_fails_at_start_with_the_field_path(tmp_path):
+    bad = {"nodes": {"root": {"routerType": "Splitter", "steps": [
+        {"serviceUrl": "http://a/", "weight": 60}, {"serviceUrl": "http://b/", "weight": 30}]}}}
+    proc = start(["serve", "--graph-json", json.dumps(bad), "--http-port", str(free_port())])
+    try:
+        code = proc.wait(20)
+        err = proc.stderr.read().decode()
+    finally:
+        stop(proc)
+    assert code == 1
+    assert "spec.nodes.root" in err and "Traceback" not in err
+
+
+def test_run_prints_the_answer(tmp_path, model):
+    graph = tmp_path / "g.json"
+    graph.write_text(json.dumps(GRAPH))
+    services = tmp_path / "s.yaml"
+    services.write_text(f"echo: {model.url}\n")
+    out = subprocess.run([sys.executable, "-m", "engine", "run", str(graph), "--services", str(services),
+                          "--data", '{"instances": [1]}'], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == {"predictions": ["ok"]}
+    assert "status: 200" in out.stderr
+
+
+def test_explain_plan_lists_resolved_backends(tmp_path):
+    graph = tmp_path / "g.json"
+    graph.write_text(json.dumps(GRAPH))
+    services = tmp_path / "s.yaml"
+    services.write_text("echo: http://127.0.0.1:9/v1/models/echo:predict\n")
+    out = subprocess.run([sys.executable, "-m", "engine", "explain", "--plan", str(graph),
+                          "--services", str(services)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "[0] root: Sequence" in out.stdout
+    assert "-> http://127.0.0.1:9/v1/models/echo:predict" in out.stdout
+
+
+def test_demo_serves_and_answers():
+    out = subprocess.run([sys.executable, "-m", "engine.demo", "--once", "--port", str(free_port())],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "Sample request -> 200" in out.stdout and '"beagle"' in out.stdout
