@@ -8,6 +8,7 @@ cimport cython
 
 include "rng.pyx"
 include "headers.pyx"
+include "flow.pyx"
 include "http_common.pyx"
 include "http_server.pyx"
 include "http_client.pyx"

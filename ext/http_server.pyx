@@ -339,7 +339,7 @@ cdef class _HttpServerProtocol:
             slot.response = <HttpResponse>result
         else:
             try:
-                fut = _ensure_future(result, loop=self.loop)
+                fut = start_flow(result, self.loop)
             except TypeError:
                 _server_log.error("handler returned %r for %r %r, not an HttpResponse or awaitable",
                                   type(result), req.method, req.path)

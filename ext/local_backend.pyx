@@ -58,13 +58,14 @@ cdef class LocalBackend(Backend):
         except Exception as e:
             return failure_result(e)
         if _iscoroutine(out):
-            return _await_local(out)
+            # user code gets a real Task: it may use asyncio.timeout, TaskGroup, ...
+            return _await_local(_asyncio.ensure_future(out))
         return as_step_result(out)
 
 
-async def _await_local(object coro):
+async def _await_local(object task):
     try:
-        out = await coro
+        out = await task
     except Exception as e:
         return failure_result(e)
     return as_step_result(out)

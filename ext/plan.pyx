@@ -335,7 +335,7 @@ async def run_ensemble(CompiledPlan plan, PlanNode node, object request, RunCont
         if type(r) is StepResult:
             join.settle(i, r)
         else:
-            fut = _asyncio.ensure_future(r)
+            fut = start_flow(r, loop)
             pending.append(fut)
             fut.add_done_callback(_bind_index(join, i))
     try:

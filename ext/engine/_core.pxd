@@ -15,6 +15,30 @@ cpdef enum StepTarget:
     TARGET_NODE = 1
 
 
+# ---- flow.pyx ---------------------------------------------------------------
+
+cdef enum FlowState:
+    FLOW_RUNNING = 0
+    FLOW_DONE = 1
+    FLOW_FAILED = 2
+    FLOW_CANCELLED = 3
+
+
+cdef class Flow:
+    cdef object coro
+    cdef object loop
+    cdef object awaiting
+    cdef object value
+    cdef object exc
+    cdef list callbacks
+    cdef int state
+    cdef void step(self)
+    cdef void settle(self, int state, object value, object exc)
+
+
+cpdef object start_flow(object awaitable, object loop)
+
+
 # ---- plan.pyx -------------------------------------------------------------
 
 cdef class StepResult:

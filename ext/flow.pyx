@@ -1,0 +1,171 @@
+# A minimal coroutine driver for the per-request path.
+#
+# asyncio.Task costs several microseconds a request on CPython 3.11: ensure_future,
+# isfuture and the all_tasks WeakSet are Python code, and every step copies a
+# contextvars context. A request's coroutine only ever awaits Futures (client calls,
+# Ensemble joins), so a Flow drives it directly with PyIter_Send and the awaited
+# future's done-callback. Anything that needs a real Task (user code in async local
+# backends, which may use asyncio.timeout or TaskGroup) is wrapped in one there.
+from cpython.ref cimport PyObject, Py_DECREF
+import asyncio as _asyncio
+
+cdef extern from "Python.h":
+    int PyIter_Send(object iter, object arg, PyObject** presult) except -1
+
+cdef object _Future = _asyncio.Future
+cdef object _CancelledErrorType = _asyncio.CancelledError
+cdef object _iscoroutine_fn = _asyncio.iscoroutine
+# asyncio.iscoroutine is Python code; remember the coroutine types already seen
+cdef set _COROUTINE_TYPES = set()
+
+
+@cython.final
+cdef class Flow:
+    """Runs one coroutine to completion; Future-like to its consumer (done, result,
+    exception, cancel, add_done_callback)."""
+
+    def __cinit__(self, object coro, object loop):
+        self.coro = coro
+        self.loop = loop
+        self.state = FLOW_RUNNING
+        self.callbacks = None
+
+    cdef void step(self):
+        cdef PyObject* out = NULL
+        cdef int status
+        cdef object yielded
+        try:
+            status = PyIter_Send(self.coro, None, &out)
+        except BaseException as e:
+            if isinstance(e, _CancelledErrorType):
+                self.settle(FLOW_CANCELLED, None, e)
+            else:
+                self.settle(FLOW_FAILED, None, e)
+            return
+        yielded = <object>out
+        Py_DECREF(yielded)   # drop the reference PyIter_Send gave us; `yielded` keeps one
+        if status == 0:      # PYGEN_RETURN
+            self.settle(FLOW_DONE, yielded, None)
+            return
+        if yielded is None:  # a bare yield (asyncio.sleep(0)): run again on the next tick
+            self.loop.call_soon(self.wake_bare)
+            return
+        try:
+            yielded._asyncio_future_blocking = False
+        except AttributeError:
+            self.coro.close()
+            self.settle(FLOW_FAILED, None, RuntimeError(f"a request flow awaited {yielded!r}, not a Future"))
+            return
+        self.awaiting = yielded
+        yielded.add_done_callback(self.wake)
+
+    def wake(self, fut):
+        self.awaiting = None
+        self.step()
+
+    def wake_bare(self):
+        self.step()
+
+    cdef void settle(self, int state, object value, object exc):
+        self.state = state
+        self.value = value
+        self.exc = exc
+        self.coro = None
+        cbs = self.callbacks
+        self.callbacks = None
+        if cbs is not None:
+            for cb in cbs:
+                self.loop.call_soon(cb, self)
+
+    # ---- the Future protocol its consumers use ----
+
+    def done(self):
+        return self.state != FLOW_RUNNING
+
+    def cancelled(self):
+        return self.state == FLOW_CANCELLED
+
+    def result(self):
+        if self.state == FLOW_DONE:
+            return self.value
+        if self.state == FLOW_RUNNING:
+            raise _asyncio.InvalidStateError("the flow is still running")
+        raise self.exc
+
+    def exception(self):
+        if self.state == FLOW_RUNNING:
+            raise _asyncio.InvalidStateError("the flow is still running")
+        if self.state == FLOW_CANCELLED:
+            raise self.exc
+        return self.exc
+
+    def add_done_callback(self, cb, *, context=None):
+        if self.state != FLOW_RUNNING:
+            self.loop.call_soon(cb, self)
+        elif self.callbacks is None:
+            self.callbacks = [cb]
+        else:
+            self.callbacks.append(cb)
+
+    def remove_done_callback(self, cb):
+        if self.callbacks is None:
+            return 0
+        before = len(self.callbacks)
+        self.callbacks = [c for c in self.callbacks if c != cb]
+        return before - len(self.callbacks)
+
+    def cancel(self, msg=None):
+        """Cancel what the coroutine awaits; it sees CancelledError there."""
+        if self.state != FLOW_RUNNING:
+            return False
+        if self.awaiting is not None:
+            return self.awaiting.cancel()
+        self.loop.call_soon(self._throw_cancel)
+        return True
+
+    def _throw_cancel(self):
+        if self.state != FLOW_RUNNING or self.awaiting is not None:
+            return
+        try:
+            self.coro.throw(_CancelledErrorType())
+        except BaseException as e:
+            self.settle(FLOW_CANCELLED if isinstance(e, _CancelledErrorType) else FLOW_FAILED, None, e)
+            return
+        self.settle(FLOW_FAILED, None, RuntimeError("coroutine ignored cancellation"))
+
+    def __await__(self):
+        if self.state == FLOW_RUNNING:
+            fut = self.loop.create_future()
+            self.add_done_callback(lambda f: _chain(f, fut))
+            return fut.__await__()
+        return _finished(self).__await__()
+
+
+cdef void _chain(Flow flow, object fut):
+    if fut.done():
+        return
+    if flow.state == FLOW_DONE:
+        fut.set_result(flow.value)
+    elif flow.state == FLOW_CANCELLED:
+        fut.cancel()
+    else:
+        fut.set_exception(flow.exc)
+
+
+async def _finished(Flow flow):
+    return flow.result()
+
+
+cpdef object start_flow(object awaitable, object loop):
+    """A Future-like for a handler's awaitable: futures as they are, coroutines
+    driven by a Flow (started at once, as a Task's first step would be soon)."""
+    cdef Flow flow
+    if isinstance(awaitable, _Future) or hasattr(awaitable, "add_done_callback"):
+        return awaitable
+    if type(awaitable) not in _COROUTINE_TYPES:
+        if not _iscoroutine_fn(awaitable):
+            raise TypeError(f"{type(awaitable).__name__} is not awaitable")
+        _COROUTINE_TYPES.add(type(awaitable))
+    flow = Flow(awaitable, loop)
+    flow.step()
+    return flow
