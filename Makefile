@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
-EXT_SOURCES := $(wildcard ext/*.pyx ext/*.pxi ext/engine/*.pxd) setup.py
+EXT_SOURCES := $(wildcard ext/*.pyx ext/*.pxi ext/engine/*.pxd protos/*.proto) setup.py
 
 .PHONY: install build run test bench clean
 
@@ -12,7 +12,7 @@ install: $(STAMP) build
 
 $(STAMP): pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -U pip setuptools wheel "Cython>=3.0.8"
+	$(PY) -m pip install -q -U pip setuptools wheel "Cython>=3.0.8" "grpcio-tools>=1.60"
 	$(PY) -m pip install -q --no-build-isolation -e '.[test,bench]'
 	touch $@
 
@@ -33,4 +33,4 @@ bench: install
 	$(PY) -m bench.load
 
 clean:
-	rm -rf build .stamp-build engine/*.so ext/*.c ext/*.html
+	rm -rf build .stamp-build engine/*.so ext/*.c ext/*.html engine/protos/*_pb2*.py

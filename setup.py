@@ -3,6 +3,8 @@
 Declarations shared between modules live at ext/engine/<module>.pxd, so Cython finds
 them by full dotted name with include_path=["ext"].  ENGINE_DEBUG=1 builds with
 annotate, line tracing and the invariant checks that release builds compile out.
+The gRPC modules engine/protos/grpc_predict_v2_pb2*.py are generated here from
+protos/grpc_predict_v2.proto with grpcio-tools (a build requirement), never committed.
 """
 import os
 from pathlib import Path
@@ -12,6 +14,22 @@ from setuptools import Extension, setup
 
 HERE = Path(__file__).parent
 DEBUG = os.environ.get("ENGINE_DEBUG", "") not in ("", "0")
+
+
+def generate_protos():
+    """Run protoc when the .proto is newer than its generated modules."""
+    proto = HERE / "protos" / "grpc_predict_v2.proto"
+    outputs = [HERE / "engine" / "protos" / f"grpc_predict_v2_pb2{s}.py" for s in ("", "_grpc")]
+    if all(o.exists() and o.stat().st_mtime >= proto.stat().st_mtime for o in outputs):
+        return
+    from grpc_tools import protoc
+
+    # The virtual include path names the file engine/protos/..., so the generated
+    # _pb2_grpc module imports its _pb2 sibling by its package path.
+    args = ["protoc", f"-Iengine/protos={proto.parent}", f"--python_out={HERE}",
+            f"--grpc_python_out={HERE}", "engine/protos/grpc_predict_v2.proto"]
+    if protoc.main(args) != 0:
+        raise SystemExit(f"protoc failed on {proto}")
 
 
 def extensions():
@@ -46,4 +64,5 @@ def extensions():
     )
 
 
+generate_protos()
 setup(ext_modules=extensions())
