@@ -5,3 +5,4 @@ One extension, built from focused include files, so that the executor, the codec
 and the HTTP protocol call each other as C functions.
 """
 include "rng.pyx"
+include "oip.pyx"
