@@ -20,10 +20,11 @@ from engine.errors import BadRequestError as _OipBadRequest
 cdef object _np_frombuffer = _np.frombuffer
 cdef object _np_empty = _np.empty
 
-# Datatype codes; the order matches _OIP_DT_NAMES.
+# Datatype codes; the order matches OIP_DATATYPES.
 cdef enum OipDtype:
-    DT_BOOL, DT_UINT8, DT_UINT16, DT_UINT32, DT_UINT64, DT_INT8, DT_INT16, DT_INT32,
-    DT_INT64, DT_FP16, DT_FP32, DT_FP64, DT_BYTES, DT_BF16
+    OIP_DT_BOOL, OIP_DT_UINT8, OIP_DT_UINT16, OIP_DT_UINT32, OIP_DT_UINT64, OIP_DT_INT8,
+    OIP_DT_INT16, OIP_DT_INT32, OIP_DT_INT64, OIP_DT_FP16, OIP_DT_FP32, OIP_DT_FP64,
+    OIP_DT_BYTES, OIP_DT_BF16
 
 OIP_DATATYPES = ("BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16",
                  "INT32", "INT64", "FP16", "FP32", "FP64", "BYTES", "BF16")
@@ -120,7 +121,7 @@ cdef class Tensor:
         cdef Py_ssize_t count
         PyObject_GetBuffer(self.data, &view, PyBUF_SIMPLE)
         try:
-            if code == DT_BYTES:
+            if code == OIP_DT_BYTES:
                 count = _oip_bytes_count(<const unsigned char*>view.buf, view.len)
                 if count < 0:
                     raise _OipBadRequest(f"tensor {self.name!r}: malformed BYTES data "
@@ -143,9 +144,10 @@ cdef class Tensor:
         BYTES gives a new object array of ``bytes``.
         """
         cdef int code = _oip_dtype_code(self.datatype)
-        if code != DT_BYTES:
+        if code != OIP_DT_BYTES:
             return _np_frombuffer(self.data, _OIP_NP_DTYPES[code]).reshape(self.shape)
-        return _oip_bytes_elements(self.data, _oip_numel(self.shape, self.name)).reshape(self.shape)
+        elements = _oip_bytes_elements(self.data, _oip_numel(self.shape, self.name))
+        return elements.reshape(self.shape)
 
     def __eq__(self, other):
         if not isinstance(other, Tensor):
@@ -213,7 +215,7 @@ cdef struct _OipRd:
     Py_ssize_t end
 
 
-cdef inline int _rd_varint(_OipRd* r, uint64_t* out) except -1:
+cdef inline int _oip_rd_varint(_OipRd* r, uint64_t* out) except -1:
     cdef uint64_t v = 0
     cdef unsigned int shift = 0
     cdef unsigned char b
@@ -231,10 +233,10 @@ cdef inline int _rd_varint(_OipRd* r, uint64_t* out) except -1:
             raise _OipBadRequest("malformed protobuf message: varint longer than 10 bytes")
 
 
-cdef inline int _rd_len(_OipRd* r, Py_ssize_t* start) except -1:
+cdef inline int _oip_rd_len(_OipRd* r, Py_ssize_t* start) except -1:
     """Read a length prefix; ``start`` gets the payload offset, ``r.pos`` moves past it."""
     cdef uint64_t n
-    _rd_varint(r, &n)
+    _oip_rd_varint(r, &n)
     if n > <uint64_t>(r.end - r.pos):
         raise _OipBadRequest("malformed protobuf message: length beyond end of message")
     start[0] = r.pos
@@ -242,44 +244,44 @@ cdef inline int _rd_len(_OipRd* r, Py_ssize_t* start) except -1:
     return 0
 
 
-cdef int _rd_skip(_OipRd* r, uint64_t tag, int depth) except -1:
+cdef int _oip_rd_skip(_OipRd* r, uint64_t tag, int depth) except -1:
     cdef uint64_t v, inner
     cdef Py_ssize_t start
     cdef int wt = tag & 7
     if wt == 0:
-        _rd_varint(r, &v)
+        _oip_rd_varint(r, &v)
     elif wt == 1 or wt == 5:
         if r.end - r.pos < (8 if wt == 1 else 4):
             raise _OipBadRequest("malformed protobuf message: truncated fixed-size field")
         r.pos += 8 if wt == 1 else 4
     elif wt == 2:
-        _rd_len(r, &start)
+        _oip_rd_len(r, &start)
     elif wt == 3:
         # A group (proto2 legacy) ends at the end-group tag of the same field number.
         if depth > 64:
             raise _OipBadRequest("malformed protobuf message: groups nested too deeply")
         while True:
-            _rd_varint(r, &inner)
+            _oip_rd_varint(r, &inner)
             if (inner & 7) == 4:
                 if (inner >> 3) != (tag >> 3):
                     raise _OipBadRequest("malformed protobuf message: mismatched end group")
                 return 0
-            _rd_skip(r, inner, depth + 1)
+            _oip_rd_skip(r, inner, depth + 1)
     else:
         raise _OipBadRequest(f"malformed protobuf message: wire type {wt}")
     return 0
 
 
-cdef inline int _rd_tag(_OipRd* r, uint64_t* tag) except -1:
-    _rd_varint(r, tag)
+cdef inline int _oip_rd_tag(_OipRd* r, uint64_t* tag) except -1:
+    _oip_rd_varint(r, tag)
     if (tag[0] >> 3) == 0:
         raise _OipBadRequest("malformed protobuf message: field number 0")
     return 0
 
 
-cdef inline str _rd_str(_OipRd* r):
+cdef inline str _oip_rd_str(_OipRd* r):
     cdef Py_ssize_t start
-    _rd_len(r, &start)
+    _oip_rd_len(r, &start)
     try:
         return PyUnicode_DecodeUTF8(<const char*>r.p + start, r.pos - start, NULL)
     except UnicodeDecodeError as e:
@@ -287,22 +289,22 @@ cdef inline str _rd_str(_OipRd* r):
 
 
 
-cdef object _rd_param_value(const unsigned char* p, Py_ssize_t start, Py_ssize_t stop,
-                            object value):
+cdef object _oip_rd_param_value(const unsigned char* p, Py_ssize_t start, Py_ssize_t stop,
+                                object value):
     """Merge one InferParameter message into ``value``: the last choice set wins."""
     cdef _OipRd s = _OipRd(p, start, stop)
     cdef uint64_t tag, v
     cdef double d = 0
     while s.pos < s.end:
-        _rd_tag(&s, &tag)
+        _oip_rd_tag(&s, &tag)
         if tag == (1 << 3):
-            _rd_varint(&s, &v)
+            _oip_rd_varint(&s, &v)
             value = v != 0
         elif tag == (2 << 3):
-            _rd_varint(&s, &v)
+            _oip_rd_varint(&s, &v)
             value = <int64_t>v
         elif tag == (3 << 3 | 2):
-            value = _rd_str(&s)
+            value = _oip_rd_str(&s)
         elif tag == (4 << 3 | 1):
             if s.end - s.pos < 8:
                 raise _OipBadRequest("malformed protobuf message: truncated double")
@@ -310,18 +312,18 @@ cdef object _rd_param_value(const unsigned char* p, Py_ssize_t start, Py_ssize_t
             s.pos += 8
             value = d
         elif tag == (5 << 3):
-            _rd_varint(&s, &v)
+            _oip_rd_varint(&s, &v)
             value = v
         else:
-            _rd_skip(&s, tag, 0)
+            _oip_rd_skip(&s, tag, 0)
     return value
 
 
 cdef object _OIP_UNSET = object()
 
 
-cdef int _rd_param_entry(const unsigned char* p, Py_ssize_t start, Py_ssize_t stop,
-                         dict params) except -1:
+cdef int _oip_rd_param_entry(const unsigned char* p, Py_ssize_t start, Py_ssize_t stop,
+                             dict params) except -1:
     """One map<string, InferParameter> entry; a later entry for a key replaces it."""
     cdef _OipRd s = _OipRd(p, start, stop)
     cdef uint64_t tag
@@ -329,38 +331,38 @@ cdef int _rd_param_entry(const unsigned char* p, Py_ssize_t start, Py_ssize_t st
     key = ""
     value = _OIP_UNSET
     while s.pos < s.end:
-        _rd_tag(&s, &tag)
+        _oip_rd_tag(&s, &tag)
         if tag == (1 << 3 | 2):
-            key = _rd_str(&s)
+            key = _oip_rd_str(&s)
         elif tag == (2 << 3 | 2):
-            _rd_len(&s, &vstart)
-            value = _rd_param_value(p, vstart, s.pos, value)
+            _oip_rd_len(&s, &vstart)
+            value = _oip_rd_param_value(p, vstart, s.pos, value)
         else:
-            _rd_skip(&s, tag, 0)
+            _oip_rd_skip(&s, tag, 0)
     # An entry without a value is a parameter with no choice set.
     params[key] = None if value is _OIP_UNSET else value
     return 0
 
 
-cdef int _rd_shape(_OipRd* s, uint64_t tag, list shape) except -1:
+cdef int _oip_rd_shape(_OipRd* s, uint64_t tag, list shape) except -1:
     """repeated int64, packed (wire type 2) or one element per field (wire type 0)."""
     cdef uint64_t v
     cdef Py_ssize_t start, stop
     if (tag & 7) == 0:
-        _rd_varint(s, &v)
+        _oip_rd_varint(s, &v)
         shape.append(<int64_t>v)
         return 0
-    _rd_len(s, &start)
+    _oip_rd_len(s, &start)
     stop = s.pos
     cdef _OipRd sub = _OipRd(s.p, start, stop)
     while sub.pos < sub.end:
-        _rd_varint(&sub, &v)
+        _oip_rd_varint(&sub, &v)
         shape.append(<int64_t>v)
     return 0
 
 
-cdef Tensor _rd_tensor(const unsigned char* p, Py_ssize_t start, Py_ssize_t stop,
-                       list contents):
+cdef Tensor _oip_rd_tensor(const unsigned char* p, Py_ssize_t start, Py_ssize_t stop,
+                           list contents):
     """InferInputTensor / InferOutputTensor; ``contents`` gets its (start, stop) ranges."""
     cdef _OipRd s = _OipRd(p, start, stop)
     cdef uint64_t tag
@@ -372,29 +374,29 @@ cdef Tensor _rd_tensor(const unsigned char* p, Py_ssize_t start, Py_ssize_t stop
     t.parameters = {}
     t.data = None
     while s.pos < s.end:
-        _rd_tag(&s, &tag)
+        _oip_rd_tag(&s, &tag)
         if tag == (1 << 3 | 2):
-            t.name = _rd_str(&s)
+            t.name = _oip_rd_str(&s)
         elif tag == (2 << 3 | 2):
-            t.datatype = _rd_str(&s)
+            t.datatype = _oip_rd_str(&s)
         elif tag == (3 << 3 | 2) or tag == (3 << 3):
-            _rd_shape(&s, tag, shape)
+            _oip_rd_shape(&s, tag, shape)
         elif tag == (4 << 3 | 2):
-            _rd_len(&s, &sub)
-            _rd_param_entry(p, sub, s.pos, t.parameters)
+            _oip_rd_len(&s, &sub)
+            _oip_rd_param_entry(p, sub, s.pos, t.parameters)
         elif tag == (5 << 3 | 2):
             # A repeated singular message merges; for all-repeated contents that is
             # concatenation, so the ranges are decoded in order later.
-            _rd_len(&s, &sub)
+            _oip_rd_len(&s, &sub)
             contents.append((sub, s.pos))
         else:
-            _rd_skip(&s, tag, 0)
+            _oip_rd_skip(&s, tag, 0)
     t.shape = tuple(shape)
     return t
 
 
-cdef RequestedOutput _rd_requested(const unsigned char* p, Py_ssize_t start,
-                                   Py_ssize_t stop):
+cdef RequestedOutput _oip_rd_requested(const unsigned char* p, Py_ssize_t start,
+                                       Py_ssize_t stop):
     cdef _OipRd s = _OipRd(p, start, stop)
     cdef uint64_t tag
     cdef Py_ssize_t sub
@@ -402,14 +404,14 @@ cdef RequestedOutput _rd_requested(const unsigned char* p, Py_ssize_t start,
     o.name = ""
     o.parameters = {}
     while s.pos < s.end:
-        _rd_tag(&s, &tag)
+        _oip_rd_tag(&s, &tag)
         if tag == (1 << 3 | 2):
-            o.name = _rd_str(&s)
+            o.name = _oip_rd_str(&s)
         elif tag == (2 << 3 | 2):
-            _rd_len(&s, &sub)
-            _rd_param_entry(p, sub, s.pos, o.parameters)
+            _oip_rd_len(&s, &sub)
+            _oip_rd_param_entry(p, sub, s.pos, o.parameters)
         else:
-            _rd_skip(&s, tag, 0)
+            _oip_rd_skip(&s, tag, 0)
     return o
 
 
@@ -421,7 +423,7 @@ cdef struct _OipBuf:
     Py_ssize_t cap
 
 
-cdef int _wb_reserve(_OipBuf* w, Py_ssize_t extra) except -1:
+cdef int _oip_wb_reserve(_OipBuf* w, Py_ssize_t extra) except -1:
     cdef Py_ssize_t cap = w.cap if w.cap else 256
     cdef char* q
     if w.n + extra <= w.cap:
@@ -436,15 +438,15 @@ cdef int _wb_reserve(_OipBuf* w, Py_ssize_t extra) except -1:
     return 0
 
 
-cdef inline int _wb_put(_OipBuf* w, const void* src, Py_ssize_t k) except -1:
-    _wb_reserve(w, k)
+cdef inline int _oip_wb_put(_OipBuf* w, const void* src, Py_ssize_t k) except -1:
+    _oip_wb_reserve(w, k)
     memcpy(w.p + w.n, src, k)
     w.n += k
     return 0
 
 
-cdef inline int _wb_varint(_OipBuf* w, uint64_t v) except -1:
-    _wb_reserve(w, 10)
+cdef inline int _oip_wb_varint(_OipBuf* w, uint64_t v) except -1:
+    _oip_wb_reserve(w, 10)
     while v >= 0x80:
         w.p[w.n] = <char>((v & 0x7F) | 0x80)
         w.n += 1
@@ -454,7 +456,7 @@ cdef inline int _wb_varint(_OipBuf* w, uint64_t v) except -1:
     return 0
 
 
-cdef inline int _varint_size(uint64_t v) noexcept:
+cdef inline int _oip_varint_size(uint64_t v) noexcept:
     cdef int n = 1
     while v >= 0x80:
         v >>= 7
@@ -464,7 +466,7 @@ cdef inline int _varint_size(uint64_t v) noexcept:
 
 # ------------------------------------------------------------ typed contents
 
-cdef int _contents_put(_OipBuf* out, int code, uint64_t v, const char* name) except -1:
+cdef int _oip_contents_put(_OipBuf* out, int code, uint64_t v, const char* name) except -1:
     """Append one varint-carried element in the raw form of datatype ``code``."""
     cdef int32_t i32 = <int32_t>v
     cdef uint32_t u32 = <uint32_t>v
@@ -472,36 +474,36 @@ cdef int _contents_put(_OipBuf* out, int code, uint64_t v, const char* name) exc
     cdef int8_t i8
     cdef int16_t i16
     cdef uint16_t u16
-    if code == DT_BOOL:
+    if code == OIP_DT_BOOL:
         b = v != 0
-        return _wb_put(out, &b, 1)
-    if code == DT_INT8 or code == DT_INT16:
-        if (code == DT_INT8 and (i32 < -128 or i32 > 127)) or (i32 < -32768 or i32 > 32767):
+        return _oip_wb_put(out, &b, 1)
+    if code == OIP_DT_INT8 or code == OIP_DT_INT16:
+        if (code == OIP_DT_INT8 and (i32 < -128 or i32 > 127)) or (i32 < -32768 or i32 > 32767):
             raise _OipBadRequest(f"tensor {name.decode()!r}: int_contents value {i32} "
                                  f"out of range for {OIP_DATATYPES[code]}")
-        if code == DT_INT8:
+        if code == OIP_DT_INT8:
             i8 = <int8_t>i32
-            return _wb_put(out, &i8, 1)
+            return _oip_wb_put(out, &i8, 1)
         i16 = <int16_t>i32
-        return _wb_put(out, &i16, 2)
-    if code == DT_INT32:
-        return _wb_put(out, &i32, 4)
-    if code == DT_UINT8 or code == DT_UINT16:
-        if u32 > (255U if code == DT_UINT8 else 65535U):
+        return _oip_wb_put(out, &i16, 2)
+    if code == OIP_DT_INT32:
+        return _oip_wb_put(out, &i32, 4)
+    if code == OIP_DT_UINT8 or code == OIP_DT_UINT16:
+        if u32 > (255U if code == OIP_DT_UINT8 else 65535U):
             raise _OipBadRequest(f"tensor {name.decode()!r}: uint_contents value {u32} "
                                  f"out of range for {OIP_DATATYPES[code]}")
-        if code == DT_UINT8:
+        if code == OIP_DT_UINT8:
             b = <uint8_t>u32
-            return _wb_put(out, &b, 1)
+            return _oip_wb_put(out, &b, 1)
         u16 = <uint16_t>u32
-        return _wb_put(out, &u16, 2)
-    if code == DT_UINT32:
-        return _wb_put(out, &u32, 4)
-    return _wb_put(out, &v, 8)  # INT64, UINT64: the varint is the 64-bit pattern
+        return _oip_wb_put(out, &u16, 2)
+    if code == OIP_DT_UINT32:
+        return _oip_wb_put(out, &u32, 4)
+    return _oip_wb_put(out, &v, 8)  # INT64, UINT64: the varint is the 64-bit pattern
 
 
-cdef object _contents_decode(object whole, const unsigned char* p, list ranges,
-                             Tensor t, int code):
+cdef object _oip_contents_decode(object whole, const unsigned char* p, list ranges,
+                                 Tensor t, int code):
     """Raw-form data of a tensor sent with typed InferTensorContents."""
     cdef int want = _OIP_CONTENTS_FIELD[code]
     cdef int field, wt
@@ -518,11 +520,11 @@ cdef object _contents_decode(object whole, const unsigned char* p, list ranges,
             start, stop = rng
             s = _OipRd(p, start, stop)
             while s.pos < s.end:
-                _rd_tag(&s, &tag)
+                _oip_rd_tag(&s, &tag)
                 field = <int>(tag >> 3)
                 wt = tag & 7
                 if field < 1 or field > 8:
-                    _rd_skip(&s, tag, 0)
+                    _oip_rd_skip(&s, tag, 0)
                     continue
                 if field != want:
                     raise _OipBadRequest(
@@ -530,19 +532,19 @@ cdef object _contents_decode(object whole, const unsigned char* p, list ranges,
                         f"datatype {t.datatype}")
                 if field == 8:
                     if wt != 2:
-                        _rd_skip(&s, tag, 0)
+                        _oip_rd_skip(&s, tag, 0)
                         continue
-                    _rd_len(&s, &sub)
+                    _oip_rd_len(&s, &sub)
                     k = s.pos - sub
                     if k > 0xFFFFFFFF:
                         raise _OipBadRequest(f"tensor {t.name!r}: BYTES element over 4 GiB")
                     len32 = <uint32_t>k
-                    _wb_put(&out, &len32, 4)
-                    _wb_put(&out, p + sub, k)
+                    _oip_wb_put(&out, &len32, 4)
+                    _oip_wb_put(&out, p + sub, k)
                 elif field == 6 or field == 7:
                     k = 4 if field == 6 else 8
                     if wt == 2:
-                        _rd_len(&s, &sub)
+                        _oip_rd_len(&s, &sub)
                         if (s.pos - sub) % k:
                             raise _OipBadRequest(f"tensor {t.name!r}: packed {t.datatype} "
                                                  "contents of a partial element")
@@ -552,30 +554,30 @@ cdef object _contents_decode(object whole, const unsigned char* p, list ranges,
                             single_start, single_stop = sub, s.pos
                         else:
                             if pieces == 1:
-                                _wb_put(&out, p + single_start, single_stop - single_start)
-                            _wb_put(&out, p + sub, s.pos - sub)
+                                _oip_wb_put(&out, p + single_start, single_stop - single_start)
+                            _oip_wb_put(&out, p + sub, s.pos - sub)
                         pieces += 1
                     elif wt == (5 if field == 6 else 1):
                         if s.end - s.pos < k:
                             raise _OipBadRequest("malformed protobuf message: truncated float")
                         if pieces == 1:
-                            _wb_put(&out, p + single_start, single_stop - single_start)
+                            _oip_wb_put(&out, p + single_start, single_stop - single_start)
                         pieces += 2
-                        _wb_put(&out, p + s.pos, k)
+                        _oip_wb_put(&out, p + s.pos, k)
                         s.pos += k
                     else:
-                        _rd_skip(&s, tag, 0)
+                        _oip_rd_skip(&s, tag, 0)
                 elif wt == 2:
-                    _rd_len(&s, &sub)
+                    _oip_rd_len(&s, &sub)
                     packed = _OipRd(p, sub, s.pos)
                     while packed.pos < packed.end:
-                        _rd_varint(&packed, &v)
-                        _contents_put(&out, code, v, tname)
+                        _oip_rd_varint(&packed, &v)
+                        _oip_contents_put(&out, code, v, tname)
                 elif wt == 0:
-                    _rd_varint(&s, &v)
-                    _contents_put(&out, code, v, tname)
+                    _oip_rd_varint(&s, &v)
+                    _oip_contents_put(&out, code, v, tname)
                 else:
-                    _rd_skip(&s, tag, 0)
+                    _oip_rd_skip(&s, tag, 0)
         if pieces == 1:
             return whole[single_start:single_stop]
         return PyBytes_FromStringAndSize(out.p, out.n) if out.n else b""
@@ -583,7 +585,7 @@ cdef object _contents_decode(object whole, const unsigned char* p, list ranges,
         free(out.p)
 
 
-cdef int _contents_encode(_OipBuf* w, Tensor t, int code) except -1:
+cdef int _oip_contents_encode(_OipBuf* w, Tensor t, int code) except -1:
     """Append the InferTensorContents of ``t`` (field 5 of the tensor) to ``w``."""
     cdef Py_buffer view
     cdef const unsigned char* p
@@ -598,42 +600,42 @@ cdef int _contents_encode(_OipBuf* w, Tensor t, int code) except -1:
         n = view.len
         if n == 0:
             return 0
-        if code == DT_BYTES:
+        if code == OIP_DT_BYTES:
             pos = 0
             while pos < n:
                 memcpy(&k, p + pos, 4)
-                body += 1 + _varint_size(k) + k
+                body += 1 + _oip_varint_size(k) + k
                 pos += 4 + k
-            _wb_varint(w, 5 << 3 | 2)
-            _wb_varint(w, body)
+            _oip_wb_varint(w, 5 << 3 | 2)
+            _oip_wb_varint(w, body)
             pos = 0
             while pos < n:
                 memcpy(&k, p + pos, 4)
-                _wb_varint(w, 8 << 3 | 2)
-                _wb_varint(w, k)
-                _wb_put(w, p + pos + 4, k)
+                _oip_wb_varint(w, 8 << 3 | 2)
+                _oip_wb_varint(w, k)
+                _oip_wb_put(w, p + pos + 4, k)
                 pos += 4 + k
             return 0
-        if code == DT_FP32 or code == DT_FP64:
-            _wb_varint(w, 5 << 3 | 2)
-            _wb_varint(w, 1 + _varint_size(n) + n)
-            _wb_varint(w, field << 3 | 2)
-            _wb_varint(w, n)
-            return _wb_put(w, p, n)
+        if code == OIP_DT_FP32 or code == OIP_DT_FP64:
+            _oip_wb_varint(w, 5 << 3 | 2)
+            _oip_wb_varint(w, 1 + _oip_varint_size(n) + n)
+            _oip_wb_varint(w, field << 3 | 2)
+            _oip_wb_varint(w, n)
+            return _oip_wb_put(w, p, n)
         for i in range(0, n, item):
-            body += _varint_size(_raw_as_varint(p + i, code))
-        _wb_varint(w, 5 << 3 | 2)
-        _wb_varint(w, 1 + _varint_size(body) + body)
-        _wb_varint(w, field << 3 | 2)
-        _wb_varint(w, body)
+            body += _oip_varint_size(_oip_raw_as_varint(p + i, code))
+        _oip_wb_varint(w, 5 << 3 | 2)
+        _oip_wb_varint(w, 1 + _oip_varint_size(body) + body)
+        _oip_wb_varint(w, field << 3 | 2)
+        _oip_wb_varint(w, body)
         for i in range(0, n, item):
-            _wb_varint(w, _raw_as_varint(p + i, code))
+            _oip_wb_varint(w, _oip_raw_as_varint(p + i, code))
         return 0
     finally:
         PyBuffer_Release(&view)
 
 
-cdef inline uint64_t _raw_as_varint(const unsigned char* q, int code) noexcept:
+cdef inline uint64_t _oip_raw_as_varint(const unsigned char* q, int code) noexcept:
     """The varint value protobuf writes for one raw element (signed: sign-extended)."""
     cdef int8_t i8
     cdef int16_t i16
@@ -641,23 +643,23 @@ cdef inline uint64_t _raw_as_varint(const unsigned char* q, int code) noexcept:
     cdef uint16_t u16
     cdef uint32_t u32
     cdef uint64_t u64
-    if code == DT_BOOL:
+    if code == OIP_DT_BOOL:
         return q[0] != 0
-    if code == DT_UINT8:
+    if code == OIP_DT_UINT8:
         return q[0]
-    if code == DT_INT8:
+    if code == OIP_DT_INT8:
         i8 = <int8_t>q[0]
         return <uint64_t><int64_t>i8
-    if code == DT_INT16:
+    if code == OIP_DT_INT16:
         memcpy(&i16, q, 2)
         return <uint64_t><int64_t>i16
-    if code == DT_UINT16:
+    if code == OIP_DT_UINT16:
         memcpy(&u16, q, 2)
         return u16
-    if code == DT_INT32:
+    if code == OIP_DT_INT32:
         memcpy(&i32, q, 4)
         return <uint64_t><int64_t>i32
-    if code == DT_UINT32:
+    if code == OIP_DT_UINT32:
         memcpy(&u32, q, 4)
         return u32
     memcpy(&u64, q, 8)
@@ -684,29 +686,29 @@ cdef tuple _oip_parse(object buf, int tensor_field, int requested_field, int raw
     try:
         s = _OipRd(<const unsigned char*>view.buf, 0, view.len)
         while s.pos < s.end:
-            _rd_tag(&s, &tag)
+            _oip_rd_tag(&s, &tag)
             if tag == (1 << 3 | 2):
-                model_name = _rd_str(&s)
+                model_name = _oip_rd_str(&s)
             elif tag == (2 << 3 | 2):
-                model_version = _rd_str(&s)
+                model_version = _oip_rd_str(&s)
             elif tag == (3 << 3 | 2):
-                request_id = _rd_str(&s)
+                request_id = _oip_rd_str(&s)
             elif tag == (4 << 3 | 2):
-                _rd_len(&s, &sub)
-                _rd_param_entry(s.p, sub, s.pos, params)
+                _oip_rd_len(&s, &sub)
+                _oip_rd_param_entry(s.p, sub, s.pos, params)
             elif tag == <uint64_t>(tensor_field << 3 | 2):
-                _rd_len(&s, &sub)
+                _oip_rd_len(&s, &sub)
                 ranges = []
-                tensors.append(_rd_tensor(s.p, sub, s.pos, ranges))
+                tensors.append(_oip_rd_tensor(s.p, sub, s.pos, ranges))
                 contents.append(ranges)
             elif tag == <uint64_t>(requested_field << 3 | 2):
-                _rd_len(&s, &sub)
-                requested.append(_rd_requested(s.p, sub, s.pos))
+                _oip_rd_len(&s, &sub)
+                requested.append(_oip_rd_requested(s.p, sub, s.pos))
             elif tag == <uint64_t>(raw_field << 3 | 2):
-                _rd_len(&s, &sub)
+                _oip_rd_len(&s, &sub)
                 raw.append(whole[sub:s.pos])
             else:
-                _rd_skip(&s, tag, 0)
+                _oip_rd_skip(&s, tag, 0)
         if raw and len(raw) != len(tensors):
             raise _OipBadRequest(f"{len(raw)} {raw_name} entries for {len(tensors)} tensors")
         for i in range(len(tensors)):
@@ -718,7 +720,7 @@ cdef tuple _oip_parse(object buf, int tensor_field, int requested_field, int raw
                                          f"{raw_name} is used")
                 t.data = raw[i]
             elif contents[i]:
-                t.data = _contents_decode(whole, s.p, contents[i], t, code)
+                t.data = _oip_contents_decode(whole, s.p, contents[i], t, code)
             else:
                 t.data = b""
             t.validate()
@@ -745,18 +747,18 @@ def oip_parse_response(buf):
 
 # ------------------------------------------------------------ message writing
 
-cdef int _wr_str(_OipBuf* w, int field, str text, bint always) except -1:
+cdef int _oip_wr_str(_OipBuf* w, int field, str text, bint always) except -1:
     cdef Py_ssize_t n
     cdef const char* c
     if not text and not always:
         return 0  # proto3: an empty string is not written
     c = PyUnicode_AsUTF8AndSize(text, &n)
-    _wb_varint(w, field << 3 | 2)
-    _wb_varint(w, n)
-    return _wb_put(w, c, n)
+    _oip_wb_varint(w, field << 3 | 2)
+    _oip_wb_varint(w, n)
+    return _oip_wb_put(w, c, n)
 
 
-cdef int _wr_params(_OipBuf* w, int field, dict params) except -1:
+cdef int _oip_wr_params(_OipBuf* w, int field, dict params) except -1:
     cdef Py_ssize_t klen, slen = 0, vsize
     cdef const char* kp
     cdef const char* sp = NULL
@@ -783,7 +785,7 @@ cdef int _wr_params(_OipBuf* w, int field, dict params) except -1:
                 iv = <uint64_t>value
             else:
                 raise _OipBadRequest(f"parameter {key!r}: {value} does not fit 64 bits")
-            vsize = 1 + _varint_size(iv)
+            vsize = 1 + _oip_varint_size(iv)
         elif isinstance(value, float):
             vtag = 4 << 3 | 1
             d = value
@@ -791,51 +793,51 @@ cdef int _wr_params(_OipBuf* w, int field, dict params) except -1:
         elif isinstance(value, str):
             vtag = 3 << 3 | 2
             sp = PyUnicode_AsUTF8AndSize(value, &slen)
-            vsize = 1 + _varint_size(slen) + slen
+            vsize = 1 + _oip_varint_size(slen) + slen
         else:
             raise _OipBadRequest(f"parameter {key!r}: {type(value).__name__} is not "
                                  "a bool, int, float, string or None")
-        _wb_varint(w, field << 3 | 2)
-        _wb_varint(w, 1 + _varint_size(klen) + klen + 1 + _varint_size(vsize) + vsize)
-        _wb_varint(w, 1 << 3 | 2)
-        _wb_varint(w, klen)
-        _wb_put(w, kp, klen)
-        _wb_varint(w, 2 << 3 | 2)
-        _wb_varint(w, vsize)
+        _oip_wb_varint(w, field << 3 | 2)
+        _oip_wb_varint(w, 1 + _oip_varint_size(klen) + klen + 1 + _oip_varint_size(vsize) + vsize)
+        _oip_wb_varint(w, 1 << 3 | 2)
+        _oip_wb_varint(w, klen)
+        _oip_wb_put(w, kp, klen)
+        _oip_wb_varint(w, 2 << 3 | 2)
+        _oip_wb_varint(w, vsize)
         if vtag == (4 << 3 | 1):
-            _wb_varint(w, vtag)
-            _wb_put(w, &d, 8)
+            _oip_wb_varint(w, vtag)
+            _oip_wb_put(w, &d, 8)
         elif vtag == (3 << 3 | 2):
-            _wb_varint(w, vtag)
-            _wb_varint(w, slen)
-            _wb_put(w, sp, slen)
+            _oip_wb_varint(w, vtag)
+            _oip_wb_varint(w, slen)
+            _oip_wb_put(w, sp, slen)
         elif vtag:
-            _wb_varint(w, vtag)
-            _wb_varint(w, iv)
+            _oip_wb_varint(w, vtag)
+            _oip_wb_varint(w, iv)
     return 0
 
 
-cdef int _wr_tensor(_OipBuf* w, _OipBuf* tb, int field, Tensor t, bint raw) except -1:
+cdef int _oip_wr_tensor(_OipBuf* w, _OipBuf* tb, int field, Tensor t, bint raw) except -1:
     cdef Py_ssize_t body = 0
     cdef long long d
     tb.n = 0
-    _wr_str(tb, 1, t.name, False)
-    _wr_str(tb, 2, t.datatype, False)
+    _oip_wr_str(tb, 1, t.name, False)
+    _oip_wr_str(tb, 2, t.datatype, False)
     if t.shape:
         for dim in t.shape:
             d = dim
-            body += _varint_size(<uint64_t>d)
-        _wb_varint(tb, 3 << 3 | 2)
-        _wb_varint(tb, body)
+            body += _oip_varint_size(<uint64_t>d)
+        _oip_wb_varint(tb, 3 << 3 | 2)
+        _oip_wb_varint(tb, body)
         for dim in t.shape:
             d = dim
-            _wb_varint(tb, <uint64_t>d)
-    _wr_params(tb, 4, t.parameters)
+            _oip_wb_varint(tb, <uint64_t>d)
+    _oip_wr_params(tb, 4, t.parameters)
     if not raw:
-        _contents_encode(tb, t, _oip_dtype_code(t.datatype))
-    _wb_varint(w, field << 3 | 2)
-    _wb_varint(w, tb.n)
-    return _wb_put(w, tb.p, tb.n)
+        _oip_contents_encode(tb, t, _oip_dtype_code(t.datatype))
+    _oip_wb_varint(w, field << 3 | 2)
+    _oip_wb_varint(w, tb.n)
+    return _oip_wb_put(w, tb.p, tb.n)
 
 
 cdef list _oip_encode(str model_name, str model_version, str request_id, dict params,
@@ -853,32 +855,32 @@ cdef list _oip_encode(str model_name, str model_version, str request_id, dict pa
         # FP16 and BF16 have no typed contents field: such a message must go raw.
         for t in tensors:
             code = _oip_dtype_code(t.datatype)
-            if code == DT_FP16 or code == DT_BF16:
+            if code == OIP_DT_FP16 or code == OIP_DT_BF16:
                 raw = True
                 break
     try:
-        _wr_str(&w, 1, model_name, False)
-        _wr_str(&w, 2, model_version, False)
-        _wr_str(&w, 3, request_id, False)
-        _wr_params(&w, 4, params)
+        _oip_wr_str(&w, 1, model_name, False)
+        _oip_wr_str(&w, 2, model_version, False)
+        _oip_wr_str(&w, 3, request_id, False)
+        _oip_wr_params(&w, 4, params)
         for t in tensors:
-            _wr_tensor(&w, &tb, tensor_field, t, raw)
+            _oip_wr_tensor(&w, &tb, tensor_field, t, raw)
         for o in requested:
             tb.n = 0
-            _wr_str(&tb, 1, o.name, False)
-            _wr_params(&tb, 2, o.parameters)
-            _wb_varint(&w, requested_field << 3 | 2)
-            _wb_varint(&w, tb.n)
-            _wb_put(&w, tb.p, tb.n)
+            _oip_wr_str(&tb, 1, o.name, False)
+            _oip_wr_params(&tb, 2, o.parameters)
+            _oip_wb_varint(&w, requested_field << 3 | 2)
+            _oip_wb_varint(&w, tb.n)
+            _oip_wb_put(&w, tb.p, tb.n)
         if raw:
             for t in tensors:
                 PyObject_GetBuffer(t.data, &view, PyBUF_SIMPLE)
                 try:
                     n = view.len
-                    _wb_varint(&w, raw_field << 3 | 2)
-                    _wb_varint(&w, n)
+                    _oip_wb_varint(&w, raw_field << 3 | 2)
+                    _oip_wb_varint(&w, n)
                     if n <= _OIP_INLINE_MAX:
-                        _wb_put(&w, view.buf, n)
+                        _oip_wb_put(&w, view.buf, n)
                         continue
                 finally:
                     PyBuffer_Release(&view)
