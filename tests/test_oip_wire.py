@@ -160,6 +160,20 @@ def test_every_datatype_both_directions(datatype, raw, shape):
     assert InferResponse.from_grpc(response_to_pb(resp, raw).SerializeToString()) == resp
 
 
+@pytest.mark.parametrize("raw", [True, False])
+def test_bytes_equal_protobuf_serialisation(raw):
+    # One key per map, so protobuf's map order cannot differ from ours.
+    req = InferRequest("m", [sample(d, [2, 2], i) for i, d in enumerate(DATATYPES)
+                             if raw or d not in ("FP16", "BF16")],
+                       model_version="1", id="x", parameters={"p": -1},
+                       outputs=[RequestedOutput("o", {"binary_data": True})])
+    for t in req.inputs:
+        t.parameters = {"k": "v"}
+    assert join(req.to_grpc(raw=raw)) == request_to_pb(req, raw).SerializeToString()
+    resp = InferResponse("m", req.inputs, parameters={"f": 1.5})
+    assert join(resp.to_grpc(raw=raw)) == response_to_pb(resp, raw).SerializeToString()
+
+
 def test_empty_messages():
     assert InferRequest.from_grpc(b"") == InferRequest()
     assert InferResponse.from_grpc(b"") == InferResponse()
