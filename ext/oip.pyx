@@ -89,6 +89,27 @@ cdef Py_ssize_t _oip_bytes_count(const unsigned char* p, Py_ssize_t size) except
     return count
 
 
+cdef int _oip_check_data(Tensor t, int code, const unsigned char* p, Py_ssize_t size,
+                         bint walk_bytes) except -1:
+    """Size of fixed-size data against the shape; BYTES prefixes when ``walk_bytes``."""
+    cdef Py_ssize_t numel = _oip_numel(t.shape, t.name)
+    cdef Py_ssize_t count
+    if code != OIP_DT_BYTES:
+        if size != numel * _OIP_ITEMSIZE[code]:
+            raise _OipBadRequest(
+                f"tensor {t.name!r}: {size} bytes of data for {t.datatype} "
+                f"shape {list(t.shape)} (expected {numel * _OIP_ITEMSIZE[code]})")
+    elif walk_bytes:
+        count = _oip_bytes_count(p, size)
+        if count < 0:
+            raise _OipBadRequest(f"tensor {t.name!r}: malformed BYTES data "
+                                 "(4-byte length prefixes do not match its size)")
+        if count != numel:
+            raise _OipBadRequest(f"tensor {t.name!r}: {count} BYTES elements "
+                                 f"for shape {list(t.shape)}")
+    return 0
+
+
 @cython.final
 cdef class Tensor:
     """One OIP v2 tensor: ``data`` holds its elements in raw form.
@@ -116,23 +137,10 @@ cdef class Tensor:
     def validate(self):
         """Raise BadRequestError unless ``data`` matches datatype and shape."""
         cdef int code = _oip_dtype_code(self.datatype)
-        cdef Py_ssize_t numel = _oip_numel(self.shape, self.name)
         cdef Py_buffer view
-        cdef Py_ssize_t count
         PyObject_GetBuffer(self.data, &view, PyBUF_SIMPLE)
         try:
-            if code == OIP_DT_BYTES:
-                count = _oip_bytes_count(<const unsigned char*>view.buf, view.len)
-                if count < 0:
-                    raise _OipBadRequest(f"tensor {self.name!r}: malformed BYTES data "
-                                         "(4-byte length prefixes do not match its size)")
-                if count != numel:
-                    raise _OipBadRequest(f"tensor {self.name!r}: {count} BYTES elements "
-                                         f"for shape {list(self.shape)}")
-            elif view.len != numel * _OIP_ITEMSIZE[code]:
-                raise _OipBadRequest(
-                    f"tensor {self.name!r}: {view.len} bytes of data for {self.datatype} "
-                    f"shape {list(self.shape)} (expected {numel * _OIP_ITEMSIZE[code]})")
+            _oip_check_data(self, code, <const unsigned char*>view.buf, view.len, True)
         finally:
             PyBuffer_Release(&view)
 
@@ -598,6 +606,8 @@ cdef int _oip_contents_encode(_OipBuf* w, Tensor t, int code) except -1:
     try:
         p = <const unsigned char*>view.buf
         n = view.len
+        # Data may have been replaced since construction: the loops below trust it.
+        _oip_check_data(t, code, p, n, True)
         if n == 0:
             return 0
         if code == OIP_DT_BYTES:
@@ -877,6 +887,8 @@ cdef list _oip_encode(str model_name, str model_version, str request_id, dict pa
                 PyObject_GetBuffer(t.data, &view, PyBUF_SIMPLE)
                 try:
                     n = view.len
+                    _oip_check_data(t, _oip_dtype_code(t.datatype),
+                                    <const unsigned char*>view.buf, n, False)
                     _oip_wb_varint(&w, raw_field << 3 | 2)
                     _oip_wb_varint(&w, n)
                     if n <= _OIP_INLINE_MAX:

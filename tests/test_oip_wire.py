@@ -391,3 +391,16 @@ def test_arbitrary_bytes_parse_or_raise_bad_request(wire):
         InferRequest.from_grpc(wire)
     except BadRequestError:
         pass
+
+
+def test_encoders_check_data_replaced_after_construction():
+    t = sample("INT32", [2])
+    t.data = b"\x00" * 7
+    with pytest.raises(BadRequestError, match="expected 8"):
+        InferRequest("m", [t]).to_grpc()
+    with pytest.raises(BadRequestError, match="expected 8"):
+        InferResponse("m", [t]).to_grpc(raw=False)
+    b = sample("BYTES", [1])
+    b.data = b"\xff\x00\x00\x00ab"  # a length prefix pointing past the end
+    with pytest.raises(BadRequestError, match="malformed BYTES"):
+        InferRequest("m", [b]).to_grpc(raw=False)
