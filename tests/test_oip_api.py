@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import orjson
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from engine import BadRequestError
 from engine.oip import (HEADER_LENGTH, InferRequest, InferResponse, RequestedOutput, Tensor,
@@ -203,3 +205,30 @@ def test_bf16_helpers():
 
 def test_header_length_constant_is_the_triton_header():
     assert HEADER_LENGTH == "Inference-Header-Content-Length"
+
+
+json_params = st.dictionaries(
+    st.text(max_size=5),
+    st.one_of(st.booleans(), st.integers(-(2**63), 2**63 - 1), st.text(max_size=6),
+              st.floats(allow_nan=False, allow_infinity=False)), max_size=3)
+
+
+@st.composite
+def json_safe_requests(draw):
+    inputs = []
+    for i in range(draw(st.integers(0, 3))):
+        datatype = draw(st.sampled_from([*NUMERIC, "BF16", "BYTES"]))
+        shape = draw(st.lists(st.integers(0, 4), max_size=3))
+        t = tensor_for(datatype, shape, draw(st.integers(0, 2**32)), name=draw(st.text(max_size=4)))
+        t.parameters = draw(json_params)
+        inputs.append(t)
+    outputs = [RequestedOutput(n, p) for n, p in
+               draw(st.lists(st.tuples(st.text(max_size=4), json_params), max_size=2))]
+    return InferRequest(draw(st.text(max_size=6)), inputs, model_version=draw(st.text(max_size=2)),
+                        id=draw(st.text(max_size=4)), parameters=draw(json_params), outputs=outputs)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(json_safe_requests())
+def test_generated_requests_survive_every_encoding(req):
+    all_forms_agree(req)
