@@ -12,6 +12,7 @@ the message (bytearray(wire)).
 """
 from __future__ import annotations
 
+import os
 import platform
 import timeit
 import tracemalloc
@@ -68,7 +69,8 @@ def measure(nbytes: int) -> dict:
 
 def main():
     print(f"# {platform.node()} {platform.machine()} {platform.processor() or ''} "
-          f"python {platform.python_version()} numpy {np.__version__}")
+          f"python {platform.python_version()} numpy {np.__version__} "
+          f"cpus {os.cpu_count()} load average {os.getloadavg()[0]:.1f}")
     print("| tensor | parse+rebuild (us) | bytes written | peak alloc (B) | final join (us) "
           "| protobuf parse+serialize (us) | plain copy of message (us) |")
     print("|---|---|---|---|---|---|---|")
