@@ -92,13 +92,13 @@ cdef Py_ssize_t _oip_bytes_count(const unsigned char* p, Py_ssize_t size) except
 cdef int _oip_check_data(Tensor t, int code, const unsigned char* p, Py_ssize_t size,
                          bint walk_bytes) except -1:
     """Size of fixed-size data against the shape; BYTES prefixes when ``walk_bytes``."""
-    cdef Py_ssize_t numel = _oip_numel(t.shape, t.name)
+    cdef Py_ssize_t numel = _oip_numel(t._shape, t.name)
     cdef Py_ssize_t count
     if code != OIP_DT_BYTES:
         if size != numel * _OIP_ITEMSIZE[code]:
             raise _OipBadRequest(
                 f"tensor {t.name!r}: {size} bytes of data for {t.datatype} "
-                f"shape {list(t.shape)} (expected {numel * _OIP_ITEMSIZE[code]})")
+                f"shape {list(t._shape)} (expected {numel * _OIP_ITEMSIZE[code]})")
     elif walk_bytes:
         count = _oip_bytes_count(p, size)
         if count < 0:
@@ -106,7 +106,7 @@ cdef int _oip_check_data(Tensor t, int code, const unsigned char* p, Py_ssize_t 
                                  "(4-byte length prefixes do not match its size)")
         if count != numel:
             raise _OipBadRequest(f"tensor {t.name!r}: {count} BYTES elements "
-                                 f"for shape {list(t.shape)}")
+                                 f"for shape {list(t._shape)}")
     return 0
 
 
@@ -122,27 +122,30 @@ cdef class Tensor:
     """
     cdef public str name
     cdef public str datatype
-    cdef public tuple shape
+    cdef tuple _shape
     cdef public dict parameters
     cdef public object data
 
     def __init__(self, str name, str datatype, shape=(), parameters=None, data=b""):
         self.name = name
         self.datatype = datatype
-        self.shape = tuple([int(d) for d in shape])
+        self.shape = shape
         self.parameters = dict(parameters) if parameters else {}
         self.data = data
         self.validate()
 
+    @property
+    def shape(self):
+        """The dimensions, a tuple of ints ([] is a scalar); any iterable may be set."""
+        return self._shape
+
+    @shape.setter
+    def shape(self, value):
+        self._shape = tuple([int(d) for d in value])
+
     def validate(self):
         """Raise BadRequestError unless ``data`` matches datatype and shape."""
-        cdef int code = _oip_dtype_code(self.datatype)
-        cdef Py_buffer view
-        PyObject_GetBuffer(self.data, &view, PyBUF_SIMPLE)
-        try:
-            _oip_check_data(self, code, <const unsigned char*>view.buf, view.len, True)
-        finally:
-            PyBuffer_Release(&view)
+        _oip_validate(self)
 
     def as_numpy(self):
         """The elements as a numpy array of ``shape``.
@@ -153,22 +156,33 @@ cdef class Tensor:
         """
         cdef int code = _oip_dtype_code(self.datatype)
         if code != OIP_DT_BYTES:
-            return _np_frombuffer(self.data, _OIP_NP_DTYPES[code]).reshape(self.shape)
-        elements = _oip_bytes_elements(self.data, _oip_numel(self.shape, self.name))
-        return elements.reshape(self.shape)
+            return _np_frombuffer(self.data, _OIP_NP_DTYPES[code]).reshape(self._shape)
+        elements = _oip_bytes_elements(self.data, _oip_numel(self._shape, self.name))
+        return elements.reshape(self._shape)
 
     def __eq__(self, other):
         if not isinstance(other, Tensor):
             return NotImplemented
         cdef Tensor o = <Tensor>other
-        return (self.name == o.name and self.datatype == o.datatype and self.shape == o.shape
+        return (self.name == o.name and self.datatype == o.datatype and self._shape == o._shape
                 and self.parameters == o.parameters and bytes(self.data) == bytes(o.data))
 
     __hash__ = None
 
     def __repr__(self):
-        return (f"Tensor({self.name!r}, {self.datatype!r}, {list(self.shape)!r}, "
+        return (f"Tensor({self.name!r}, {self.datatype!r}, {list(self._shape)!r}, "
                 f"parameters={self.parameters!r}, nbytes={len(memoryview(self.data).cast('B'))})")
+
+
+cdef int _oip_validate(Tensor t) except -1:
+    cdef int code = _oip_dtype_code(t.datatype)
+    cdef Py_buffer view
+    PyObject_GetBuffer(t.data, &view, PyBUF_SIMPLE)
+    try:
+        _oip_check_data(t, code, <const unsigned char*>view.buf, view.len, True)
+    finally:
+        PyBuffer_Release(&view)
+    return 0
 
 
 @cython.final
@@ -399,7 +413,7 @@ cdef Tensor _oip_rd_tensor(const unsigned char* p, Py_ssize_t start, Py_ssize_t 
             contents.append((sub, s.pos))
         else:
             _oip_rd_skip(&s, tag, 0)
-    t.shape = tuple(shape)
+    t._shape = tuple(shape)
     return t
 
 
@@ -733,7 +747,7 @@ cdef tuple _oip_parse(object buf, int tensor_field, int requested_field, int raw
                 t.data = _oip_contents_decode(whole, s.p, contents[i], t, code)
             else:
                 t.data = b""
-            t.validate()
+            _oip_validate(t)
     finally:
         PyBuffer_Release(&view)
     return model_name, model_version, request_id, params, tensors, requested
@@ -833,13 +847,13 @@ cdef int _oip_wr_tensor(_OipBuf* w, _OipBuf* tb, int field, Tensor t, bint raw) 
     tb.n = 0
     _oip_wr_str(tb, 1, t.name, False)
     _oip_wr_str(tb, 2, t.datatype, False)
-    if t.shape:
-        for dim in t.shape:
+    if t._shape:
+        for dim in t._shape:
             d = dim
             body += _oip_varint_size(<uint64_t>d)
         _oip_wb_varint(tb, 3 << 3 | 2)
         _oip_wb_varint(tb, body)
-        for dim in t.shape:
+        for dim in t._shape:
             d = dim
             _oip_wb_varint(tb, <uint64_t>d)
     _oip_wr_params(tb, 4, t.parameters)
