@@ -46,14 +46,8 @@ _NUMPY_DATATYPE = {
 }
 _dumps = orjson.dumps
 _loads = orjson.loads
+# orjson writes 1-d numpy arrays (aligned or not) straight from their memory.
 _JSON_OPTS = orjson.OPT_SERIALIZE_NUMPY
-
-
-def _json_default(obj):
-    # orjson serialises aligned native arrays itself; unaligned views land here.
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
 def join(chunks: Iterable) -> bytes:
@@ -319,7 +313,7 @@ class InferRequest(_Message):
         if self.outputs:
             doc["outputs"] = [{"name": o.name, "parameters": o.parameters} if o.parameters
                               else {"name": o.name} for o in self.outputs]
-        head = _dumps(doc, default=_json_default, option=_JSON_OPTS)
+        head = _dumps(doc, option=_JSON_OPTS)
         return [head, *buffers], (len(head) if binary else None)
 
     def to_json(self) -> bytes:
@@ -396,7 +390,7 @@ class InferResponse(_Message):
         if self.parameters:
             doc["parameters"] = self.parameters
         doc["outputs"] = [_tensor_json(t, t.name in chosen, buffers) for t in self.outputs]
-        head = _dumps(doc, default=_json_default, option=_JSON_OPTS)
+        head = _dumps(doc, option=_JSON_OPTS)
         return [head, *buffers], (len(head) if buffers else None)
 
     def to_json(self) -> bytes:
