@@ -404,3 +404,16 @@ def test_encoders_check_data_replaced_after_construction():
     b.data = b"\xff\x00\x00\x00ab"  # a length prefix pointing past the end
     with pytest.raises(BadRequestError, match="malformed BYTES"):
         InferRequest("m", [b]).to_grpc(raw=False)
+
+
+def test_any_contiguous_buffer_can_be_parsed():
+    req = InferRequest("m", [sample("FP64", [100]), sample("BYTES", [2])], id="b")
+    wire = join(req.to_grpc())
+    for buf in (bytearray(wire), memoryview(wire), np.frombuffer(wire, np.uint8),
+                memoryview(b"xx" + wire + b"yy")[2:-2]):
+        assert InferRequest.from_grpc(buf) == req
+    held = bytearray(wire)
+    parsed = InferRequest.from_grpc(held)
+    with pytest.raises(BufferError):  # the slices pin the buffer: it cannot move under them
+        held.extend(b"more")
+    assert parsed == req
