@@ -3,6 +3,8 @@
 Declarations shared between modules live at ext/engine/<module>.pxd, so Cython finds
 them by full dotted name with include_path=["ext"].  ENGINE_DEBUG=1 builds with
 annotate, line tracing and the invariant checks that release builds compile out.
+The gRPC modules engine/protos/grpc_predict_v2_pb2*.py are generated here from
+protos/grpc_predict_v2.proto with grpcio-tools (a build requirement), never committed.
 """
 import os
 from pathlib import Path
@@ -14,16 +16,39 @@ HERE = Path(__file__).parent
 DEBUG = os.environ.get("ENGINE_DEBUG", "") not in ("", "0")
 
 
-def drop_stale_c(pyx: Path) -> None:
+MODE_FILE = HERE / "ext" / ".build-mode"
+
+
+def drop_stale_c(pyx: Path, mode_changed: bool) -> None:
     """Cython's own dependency check misses the .pxd files found through include_path
-    and the files a module includes: remove a generated .c older than any of them."""
+    and the files a module includes, and a switch between debug and release builds:
+    remove a generated .c older than any of its sources or built in the other mode."""
     c_file = pyx.with_suffix(".c")
     if not c_file.exists():
+        return
+    if mode_changed:
+        c_file.unlink()
         return
     sources = [pyx, *(HERE / "ext").glob("[!_]*.pyx"), *(HERE / "ext").glob("*.pxi"),
                *(HERE / "ext" / "engine").glob("*.pxd")]
     if max(p.stat().st_mtime for p in sources) > c_file.stat().st_mtime:
         c_file.unlink()
+
+
+def generate_protos():
+    """Run protoc when the .proto is newer than its generated modules."""
+    proto = HERE / "protos" / "grpc_predict_v2.proto"
+    outputs = [HERE / "engine" / "protos" / f"grpc_predict_v2_pb2{s}.py" for s in ("", "_grpc")]
+    if all(o.exists() and o.stat().st_mtime >= proto.stat().st_mtime for o in outputs):
+        return
+    from grpc_tools import protoc
+
+    # The virtual include path names the file engine/protos/..., so the generated
+    # _pb2_grpc module imports its _pb2 sibling by its package path.
+    args = ["protoc", f"-Iengine/protos={proto.parent}", f"--python_out={HERE}",
+            f"--grpc_python_out={HERE}", "engine/protos/grpc_predict_v2.proto"]
+    if protoc.main(args) != 0:
+        raise SystemExit(f"protoc failed on {proto}")
 
 
 def extensions():
@@ -32,15 +57,18 @@ def extensions():
     if DEBUG:
         macros += [("CYTHON_TRACE_NOGIL", "1"), ("ENGINE_DEBUG", "1")]
         cflags = ["-O0", "-g3"]
+    mode = "debug" if DEBUG else "release"
+    mode_changed = not MODE_FILE.exists() or MODE_FILE.read_text() != mode
     modules = []
     for pyx in sorted((HERE / "ext").glob("_*.pyx")):
-        drop_stale_c(pyx)
+        drop_stale_c(pyx, mode_changed)
         modules.append(Extension(
             f"engine.{pyx.stem}",
             [str(pyx.relative_to(HERE))],
             define_macros=macros,
             extra_compile_args=cflags,
         ))
+    MODE_FILE.write_text(mode)
     return cythonize(
         modules,
         include_path=["ext"],
@@ -59,4 +87,5 @@ def extensions():
     )
 
 
+generate_protos()
 setup(ext_modules=extensions())
