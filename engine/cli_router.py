@@ -14,10 +14,12 @@ from .errors import EngineError, GraphSpecError
 
 
 def add_serve(sub) -> None:
-    serve = sub.add_parser("serve", help="run the router (HTTP) for a graph",
+    serve = sub.add_parser("serve", help="run the router (HTTP and gRPC) for a graph",
                            description="Serve an InferenceGraph as KServe's router does.")
     add_graph_source(serve)
     serve.add_argument("--http-port", type=int, default=8080)
+    serve.add_argument("--grpc-port", type=int, default=8081,
+                       help="gRPC front end (inference.GRPCInferenceService); 0 disables it")
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--workers", type=int, default=1,
                        help="worker processes sharing the port (SO_REUSEPORT)")
@@ -91,6 +93,7 @@ def cmd_serve(args, out, err, stdin) -> int:
         graph.metadata.name = args.inferencegraph_name
     options = ServeOptions(
         host=args.host, http_port=args.http_port, workers=args.workers,
+        grpc_port=args.grpc_port or None,
         drain_seconds=KSERVE_DRAIN_SECONDS if args.drain_seconds is None else args.drain_seconds,
         max_body_size=args.max_body_size, policy=policy_from(args))
     graph.compile(policy=options.policy)  # fail here, before any worker starts

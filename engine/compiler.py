@@ -71,6 +71,7 @@ class _Backends:
         self.namespace = resolve_namespace(graph, policy)
         self.by_key: dict[Any, Any] = {}
         self.http = None
+        self.grpc = None    # engine.backends.grpc.ChannelPool, once a step needs it
 
     def for_step(self, step, path: str):
         if step.service_url:
@@ -137,5 +138,7 @@ def compile_graph(graph, *, policy: Policy | None = None):
     patterns, problems = _core.compile_header_patterns(spec) if spec is not None else ([], [])
     compiled = _core.CompiledPlan(
         tuple(nodes), float(timeouts.service_client or 0), patterns, graph.name or "")
-    return Plan(graph, compiled, _core.HeaderPropagation(patterns), backends.http,
+    plan = Plan(graph, compiled, _core.HeaderPropagation(patterns), backends.http,
                 timeouts=timeouts, warnings=problems)
+    plan.grpc_pool = backends.grpc
+    return plan

@@ -396,3 +396,6 @@ class InferResponse(_Message):
     def to_json(self) -> bytes:
         """The v2 JSON body (every tensor's data inline)."""
         return self.to_http(False)[0][0]
+
+
+from . import bridge as _bridge  # noqa: E402,F401  binds the executor's bridging hooks

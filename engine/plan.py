@@ -43,6 +43,7 @@ class Plan:
         self.timeouts = timeouts
         self.warnings = list(warnings)
         self.name = compiled.name
+        self.grpc_pool = None
 
     async def infer(self, body: Any, *, headers=None) -> Response:
         """Run one request through the graph from its root node.
@@ -56,9 +57,11 @@ class Plan:
         return await _core.execute(self.compiled, encode_body(body), ctx)
 
     async def aclose(self) -> None:
-        """Close the backend connection pools."""
+        """Close the backend connection pools (HTTP and gRPC)."""
         if self.http_client is not None:
             await self.http_client.close()
+        if self.grpc_pool is not None:
+            await self.grpc_pool.aclose()
 
     def explain(self) -> str:
         """The flat tables, as `ige explain --plan` prints them."""

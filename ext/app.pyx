@@ -43,6 +43,10 @@ cdef class GraphApp:
             return HttpResponse(503 if self.draining else 200, b"")
         if path == _METRICS and request.method == b"GET":
             return HttpResponse(200, self.metrics_text(), _TEXT_HEADERS[:1])
+        if path.startswith(b"/v2/models/") and _oip_v2_front is not None:
+            answer = _oip_v2_front(self, request, path)   # bridge.pyx, engine/bridge.py
+            if answer is not None:
+                return answer
         return self.run_graph(request)
 
     async def run_graph(self, HttpRequest request):
@@ -57,6 +61,8 @@ cdef class GraphApp:
         self.requests_total += 1
         if r.status >= 500:
             self.requests_failed += 1
+        if type(r.body) is not bytes and is_oip(r.body):
+            return HttpResponse(r.status, _oip_http_answer(r.body), [(b"Content-Type", CT_JSON)])
         if r.content_type is None:
             return HttpResponse(r.status, r.body)
         return HttpResponse(r.status, r.body, [(b"Content-Type", r.content_type)])

@@ -10,6 +10,8 @@ cdef class HttpBackend(Backend):
         self.description = endpoint.url
 
     cdef object call(self, object body, RunContext ctx):
+        if type(body) is not bytes and is_oip(body):
+            body = oip_json_body(body)      # a v1 JSON model gets the v2 JSON request
         return _http_step(self.client.c_request(self.endpoint, body, ctx.headers, ctx.timeout))
 
 

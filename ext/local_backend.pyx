@@ -46,6 +46,8 @@ cdef class LocalBackend(Backend):
         self.wants_headers = "headers" in params
 
     cdef object call(self, object body, RunContext ctx):
+        if type(body) is not bytes and is_oip(body):
+            return _oip_local_call(self.fn, self.wants_headers, body, ctx)    # bridge.pyx
         try:
             payload = _json_loads(body)
         except Exception:

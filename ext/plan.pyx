@@ -120,6 +120,8 @@ cdef bint body_is_valid_json(object body) except -1:
     cdef bint ok
     if body is None:
         return False
+    if type(body) is not bytes and is_oip(body):
+        return True     # bridge.pyx: its JSON header is an object
     PyObject_GetBuffer(body, &view, PyBUF_SIMPLE)
     try:
         ok = c_valid(<const char*>view.buf, view.len)
@@ -130,6 +132,8 @@ cdef bint body_is_valid_json(object body) except -1:
 
 cdef bint path_exists(Path path, object body) except -1:
     cdef Py_buffer view
+    if type(body) is not bytes and is_oip(body):
+        body = oip_condition_body(body)     # bridge.pyx
     PyObject_GetBuffer(body, &view, PyBUF_SIMPLE)
     try:
         return path.c_exists(<const char*>view.buf, view.len)
@@ -312,6 +316,8 @@ cdef class EnsembleJoin:
 
 
 cdef bint _is_object_or_null(object body) except -1:
+    if type(body) is not bytes and is_oip(body):
+        return True
     cdef bytes head = bytes(memoryview(body)[:16]).lstrip()
     return head[:1] == b"{" or head[:4] == b"null"
 
@@ -364,8 +370,10 @@ cdef object _bind_index(EnsembleJoin join, int i):
     return done
 
 
-cdef bytes merge_ensemble(PlanNode node, list outcomes):
+cdef object merge_ensemble(PlanNode node, list outcomes):
     """{"<key>": <step body>, ...} in Go's sorted key order, joined from the raw bodies."""
+    if ensemble_has_oip(outcomes):
+        return oip_merge_ensemble(node, outcomes)   # bridge.pyx
     parts = [b"{"]
     cdef PlanStep step
     for i in node.ensemble_order:

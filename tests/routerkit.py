@@ -72,10 +72,10 @@ def closed_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def running_router(graph_doc, services=None, drain_seconds=0.0, **policy):
+async def running_router(graph_doc, services=None, drain_seconds=0.0, grpc=False, **policy):
     g = engine.load(graph_doc, services=services or {})
     options = ServeOptions(host="127.0.0.1", http_port=0, drain_seconds=drain_seconds,
-                           policy=Policy(**policy))
+                           grpc_port=0 if grpc else None, policy=Policy(**policy))
     sock = listening_socket("127.0.0.1", 0, False)
     ready = asyncio.get_running_loop().create_future()
     task = asyncio.ensure_future(serve_in_loop(g, options, sock=sock, ready=ready.set_result))
@@ -98,6 +98,7 @@ class RouterHandle:
         self.port = port
         self.client = client
         self.task = task
+        self.grpc_port = instance.grpc.port if instance.grpc is not None else 0
 
     def url(self, path="/v1/models/graph:predict"):
         return f"http://127.0.0.1:{self.port}{path}"

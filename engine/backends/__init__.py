@@ -1,6 +1,9 @@
 """Backends: where a step's request goes.
 
-- ``http://`` / ``https://`` URLs: pooled keep-alive HTTP/1.1 (engine._core.HttpClient)
+- ``http://`` / ``https://`` URLs: pooled keep-alive HTTP/1.1 (engine._core.HttpClient);
+  a URL ending in ``/v2/models/<m>/infer`` also carries OIP messages with the binary
+  tensor extension (engine.backends.v2http)
+- ``grpc://host:port/<model>``: Open Inference Protocol v2 over gRPC (engine.backends.grpc)
 - Python callables: in process (engine._core.LocalBackend)
 - anything else fails each call with the error Go's client gives for it, as KServe's
   router does, and `ige validate` warns about it at load time.
@@ -32,12 +35,28 @@ def go_url_problem(url: str) -> str | None:
     return None
 
 
+def url_problem(url: str) -> str | None:
+    """Why every call to ``url`` fails (Go's client text for HTTP URLs), or None."""
+    if url.startswith("grpc://"):
+        from .grpc import grpc_url_problem
+        return grpc_url_problem(url)
+    return go_url_problem(url)
+
+
 def make_url_backend(url: str, path: str, registry):
-    """A backend for a step URL; ``registry`` holds the shared HTTP client."""
-    problem = go_url_problem(url)
+    """A backend for a step URL; ``registry`` holds the shared HTTP client and gRPC
+    channels."""
+    problem = url_problem(url)
     if problem is not None:
         return _core.FailingBackend(url, problem)
+    if url.startswith("grpc://"):
+        from .grpc import make_grpc_backend
+        return make_grpc_backend(url, registry)
     if registry.http is None:
         registry.http = _core.HttpClient(
             max_connections_per_host=registry.policy.max_connections_per_host)
+    from .v2http import make_v2_backend, v2_model_of
+    v2 = v2_model_of(urlsplit(url).path)
+    if v2 is not None:
+        return make_v2_backend(url, v2[0], v2[1], registry.http)
     return _core.HttpBackend(_core.Endpoint(url), registry.http)

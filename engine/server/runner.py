@@ -12,6 +12,7 @@ import sys
 import uvloop
 
 from .. import _core
+from .. import bridge as _bridge  # noqa: F401  binds the v2 HTTP endpoints and bridging
 from ..compiler import Policy
 
 log = logging.getLogger("engine.server")
@@ -19,12 +20,17 @@ log = logging.getLogger("engine.server")
 # KServe's router sleeps this long after SIGTERM (readiness failing) before it stops
 # accepting connections, so that load balancers take the pod out first.
 KSERVE_DRAIN_SECONDS = 30.0
+# In-flight gRPC calls get this long after the listener closes before they are cancelled
+GRPC_GRACE_SECONDS = 30.0
 
 
 @dataclasses.dataclass
 class ServeOptions:
     host: str = "0.0.0.0"
     http_port: int = 8080
+    # gRPC front end (inference.GRPCInferenceService): None disables it, 0 picks a free
+    # port (tests); `ige serve --grpc-port` defaults to 8081 and maps 0 to None
+    grpc_port: int | None = None
     workers: int = 1
     drain_seconds: float = KSERVE_DRAIN_SECONDS
     max_body_size: int = 64 * 1024 * 1024
@@ -65,11 +71,20 @@ class RouterInstance:
             idle_timeout=float(timeouts.server_idle),
         )
         self.server = None
+        self.grpc = None
         self.stopping = asyncio.Event()
 
     async def start(self):
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(self.http.protocol_factory, sock=self.sock)
+        if self.options.grpc_port is not None:
+            from .grpc_front import GrpcFrontEnd
+            self.grpc = GrpcFrontEnd(self.app, self.options.host, self.options.grpc_port)
+            try:
+                await self.grpc.start()
+            except BaseException:
+                self.server.close()
+                raise
         for w in self.plan.warnings:
             log.warning(w)
 
@@ -85,8 +100,14 @@ class RouterInstance:
             log.info("draining", extra={"seconds": self.options.drain_seconds})
             await asyncio.sleep(self.options.drain_seconds)
         self.server.close()
+        grpc_stop = None
+        if self.grpc is not None:
+            # new calls refused now; in-flight ones get the HTTP drain's time
+            grpc_stop = asyncio.ensure_future(self.grpc.stop(GRPC_GRACE_SECONDS))
         await self.http.drain(None)
         await self.server.wait_closed()
+        if grpc_stop is not None:
+            await grpc_stop
         await self.plan.aclose()
 
 
@@ -105,6 +126,8 @@ async def serve_in_loop(graph, options: ServeOptions, *, sock=None, ready=None):
     host, port = sock.getsockname()[:2]
     log.info("serving", extra={"graph": graph.name or "", "url": f"http://{host}:{port}",
                                "pid": os.getpid()})
+    if instance.grpc is not None:
+        log.info("serving gRPC", extra={"port": instance.grpc.port, "pid": os.getpid()})
     if ready is not None:
         ready(instance)
     await instance.stopping.wait()

@@ -151,8 +151,8 @@ def _check_node(graph: "Graph", node, out: _Collector) -> None:
                 "response, and there is none: KServe's router answers 500 "
                 "\"invalid response\" for every request")
         if isinstance(step.service_url, str) and step.service_url:
-            from ..backends import go_url_problem
-            problem = go_url_problem(step.service_url)
+            from ..backends import url_problem
+            problem = url_problem(step.service_url)
             if problem is not None:
                 out("warning", _step_path(node.name, step.index, "serviceUrl"),
                     f"every call of this step will fail with 500: {problem}")

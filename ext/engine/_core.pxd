@@ -109,6 +109,20 @@ cdef class EnsembleJoin:
     cdef void advance(self)
 
 
+# ---- bridge.pyx (protocol bridging hooks) -------------------------------------
+
+cdef bint is_oip(object body)
+cdef object oip_condition_body(object body)
+cdef bint ensemble_has_oip(list outcomes)
+cdef object oip_merge_ensemble(PlanNode node, list outcomes)
+cdef object oip_json_body(object body)
+
+
+cdef class DelegateBackend(Backend):
+    cdef readonly object impl
+    cdef readonly Backend plain
+
+
 # ---- local_backend.pyx ----------------------------------------------------
 
 cdef class LocalBackend(Backend):

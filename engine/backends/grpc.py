@@ -1,0 +1,157 @@
+"""gRPC backends: ``grpc://host:port/<model>`` steps call
+``inference.GRPCInferenceService/ModelInfer`` with the engine's own codec.
+
+Messages travel as raw bytes (identity serializers): the request is encoded by
+``engine._core`` straight from the step body's tensors, the response parsed into an
+``InferResponse`` whose tensors are views of the received bytes. One grpc.aio channel
+per target, shared by every step that names it and created in the running loop on
+first use. gRPC statuses become HTTP-like statuses (so Soft/Hard dependencies work as
+for HTTP models) with a JSON error body; a target that cannot be reached at all is a
+transport failure (``UpstreamError``), as a refused HTTP connection is.
+"""
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import grpc
+import grpc.aio
+
+from .. import _core
+from ..bridge import as_request, error_body
+from ..errors import BadRequestError, UpstreamError
+from ..oip import InferResponse, join
+
+MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
+
+STATUS_OF_CODE = {
+    grpc.StatusCode.OK: 200,
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+}
+
+# No message size limit: tensors are as large as the models make them.
+CHANNEL_OPTIONS = [("grpc.max_send_message_length", -1),
+                   ("grpc.max_receive_message_length", -1)]
+
+# Headers that are HTTP/2 or gRPC framing, never metadata.
+_RESERVED = {b"content-type", b"te", b"user-agent", b"host", b"connection",
+             b"content-length", b"transfer-encoding", b"keep-alive"}
+
+
+def parse_grpc_url(url: str) -> tuple[str, str]:
+    """``grpc://host:port/model`` -> (``host:port``, ``model``); GraphSpecError-free:
+    raises ValueError with the reason."""
+    parts = urlsplit(url)
+    if parts.scheme != "grpc":
+        raise ValueError(f'"{url}": not a grpc:// URL')
+    host = parts.hostname
+    if not host:
+        raise ValueError(f'"{url}": no host')
+    port = parts.port or 80
+    model = parts.path.strip("/")
+    if not model or "/" in model:
+        raise ValueError(f'"{url}": expected grpc://host:port/<model>')
+    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return target, model
+
+
+def grpc_url_problem(url: str) -> str | None:
+    try:
+        parse_grpc_url(url)
+    except ValueError as e:
+        return f"parse {e}"
+    return None
+
+
+class ChannelPool:
+    """One grpc.aio channel per target, opened on first use in the running loop."""
+
+    def __init__(self):
+        self.channels: dict[str, grpc.aio.Channel] = {}
+        self.calls: dict[str, object] = {}
+
+    def model_infer(self, target: str):
+        call = self.calls.get(target)
+        if call is None:
+            channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
+            self.channels[target] = channel
+            # None serializers: bytes in, bytes out
+            call = channel.unary_unary(MODEL_INFER)
+            self.calls[target] = call
+        return call
+
+    async def aclose(self):
+        channels, self.channels, self.calls = self.channels, {}, {}
+        for channel in channels.values():
+            await channel.close()
+
+
+def metadata_of(headers: list) -> list:
+    """Propagated headers as gRPC metadata (lower-case keys, str values)."""
+    out = []
+    for k, v in headers:
+        key = bytes(k).lower()
+        if key in _RESERVED or key.startswith(b"grpc-") or key.startswith(b":"):
+            continue
+        if key.endswith(b"-bin"):
+            out.append((key.decode("latin-1"), bytes(v)))
+        else:
+            out.append((key.decode("latin-1"), bytes(v).decode("latin-1")))
+    return out
+
+
+class GrpcBackend:
+    """ModelInfer on one target and model; the step body is converted with
+    ``engine.bridge.as_request`` (a v1 JSON body that is not a v2 request: 400)."""
+
+    def __init__(self, url: str, pool: ChannelPool):
+        self.url = url
+        self.target, self.model = parse_grpc_url(url)
+        self.pool = pool
+
+    def __call__(self, body, ctx):
+        try:
+            req = as_request(body, self.model)
+            payload = join(req.to_grpc())
+        except BadRequestError as e:
+            return _core.StepResult(400, error_body(f"{self.url}: {e}"))
+        return self._call(payload, ctx)
+
+    async def _call(self, payload: bytes, ctx):
+        call = self.pool.model_infer(self.target)
+        timeout = ctx.timeout if ctx.timeout > 0 else None
+        try:
+            answer = await call(payload, timeout=timeout, metadata=metadata_of(ctx.headers))
+        except grpc.aio.AioRpcError as e:
+            code = e.code()
+            details = e.details() or code.name
+            if code == grpc.StatusCode.UNAVAILABLE and _unreachable(e):
+                raise UpstreamError(f'ModelInfer "{self.url}": {details}', url=self.url) from None
+            return _core.StepResult(STATUS_OF_CODE.get(code, 500),
+                                    error_body(f"{code.name}: {details}"))
+        try:
+            return _core.StepResult(200, InferResponse.from_grpc(answer))
+        except BadRequestError as e:
+            raise UpstreamError(f'ModelInfer "{self.url}": invalid response: {e}',
+                                url=self.url) from None
+
+    async def aclose(self):
+        await self.pool.aclose()
+
+
+def _unreachable(e) -> bool:
+    # grpc reports a refused or failed connection as UNAVAILABLE from the client
+    # itself; a server's own UNAVAILABLE answer has no such debug text
+    text = f"{e.details()} {e.debug_error_string()}".lower()
+    return ("failed to connect" in text or "connection refused" in text
+            or "connect failed" in text or "dns resolution failed" in text)
+
+
+def make_grpc_backend(url: str, registry):
+    """A DelegateBackend for a grpc:// step URL, sharing ``registry``'s channels."""
+    pool = getattr(registry, "grpc", None)
+    if pool is None:
+        pool = registry.grpc = ChannelPool()
+    return _core.DelegateBackend(GrpcBackend(url, pool), url)

@@ -1,0 +1,228 @@
+"""The router's gRPC front end: ``inference.GRPCInferenceService`` on grpc.aio, in the
+same event loop as the HTTP server.
+
+ModelInfer parses the request with the engine's codec (tensors stay views of the
+received bytes), runs the graph on the ``InferRequest`` and answers the graph's
+``InferResponse`` (a v2 JSON answer of a v1 model is converted). Any model name runs
+the graph; the answer carries the graph's name when it has one. Failures become gRPC
+status codes: bad input INVALID_ARGUMENT, a Switch miss NOT_FOUND, backend failures
+UNAVAILABLE / DEADLINE_EXCEEDED / INTERNAL (from the model's status or, for transport
+failures, from the cause). The small health and metadata messages are written by hand
+so that no generated protobuf module is registered in this process.
+"""
+from __future__ import annotations
+
+import grpc
+import grpc.aio
+import orjson
+
+from .. import __version__, _core
+from ..bridge import as_response
+from ..errors import BadRequestError
+from ..oip import InferRequest, join
+
+SERVICE = "inference.GRPCInferenceService"
+
+CODE_OF_STATUS = {
+    400: grpc.StatusCode.INVALID_ARGUMENT,
+    404: grpc.StatusCode.NOT_FOUND,
+    408: grpc.StatusCode.DEADLINE_EXCEEDED,
+    429: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    501: grpc.StatusCode.UNIMPLEMENTED,
+    503: grpc.StatusCode.UNAVAILABLE,
+    504: grpc.StatusCode.DEADLINE_EXCEEDED,
+}
+SERVER_OPTIONS = [("grpc.max_send_message_length", -1),
+                  ("grpc.max_receive_message_length", -1)]
+
+
+# ---- protobuf wire helpers for the small messages ------------------------------------
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _str_field(num: int, value: str) -> bytes:
+    data = value.encode()
+    return _varint(num << 3 | 2) + _varint(len(data)) + data if data else b""
+
+
+def _bool_field(num: int, value: bool) -> bytes:
+    return _varint(num << 3) + b"\x01" if value else b""
+
+
+def _read_varint(buf, pos: int) -> tuple[int, int]:
+    n = shift = 0
+    while True:
+        if pos >= len(buf) or shift > 63:
+            raise BadRequestError("truncated varint")
+        b = buf[pos]
+        pos += 1
+        n |= (b & 0x7F) << shift
+        shift += 7
+        if not b & 0x80:
+            return n, pos
+
+
+def parse_name_version(buf: bytes) -> tuple[str, str]:
+    """Fields 1 (name) and 2 (version) of ModelReadyRequest / ModelMetadataRequest."""
+    name = version = ""
+    pos = 0
+    while pos < len(buf):
+        key, pos = _read_varint(buf, pos)
+        num, wire = key >> 3, key & 7
+        if wire == 0:
+            _, pos = _read_varint(buf, pos)
+        elif wire == 1:
+            pos += 8
+        elif wire == 5:
+            pos += 4
+        elif wire == 2:
+            n, pos = _read_varint(buf, pos)
+            if pos + n > len(buf):
+                raise BadRequestError("truncated field")
+            if num in (1, 2):
+                try:
+                    text = bytes(buf[pos:pos + n]).decode()
+                except UnicodeDecodeError:
+                    raise BadRequestError("name is not UTF-8") from None
+                if num == 1:
+                    name = text
+                else:
+                    version = text
+            pos += n
+        else:
+            raise BadRequestError(f"unsupported wire type {wire}")
+    if pos != len(buf):
+        raise BadRequestError("truncated message")
+    return name, version
+
+
+def grpc_code_for(status: int, cause: str) -> grpc.StatusCode:
+    """The status code for a graph answer with HTTP-like ``status``."""
+    code = CODE_OF_STATUS.get(status)
+    if code is not None:
+        return code
+    if 400 <= status < 500:
+        return grpc.StatusCode.FAILED_PRECONDITION
+    text = cause.lower()
+    if "deadline exceeded" in text or "timeout" in text:
+        return grpc.StatusCode.DEADLINE_EXCEEDED
+    if "connect" in text or "unavailable" in text or ": eof" in text:
+        return grpc.StatusCode.UNAVAILABLE
+    return grpc.StatusCode.INTERNAL
+
+
+def _error_text(body) -> str:
+    raw = bytes(body)
+    try:
+        doc = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw.decode("utf-8", "replace")
+    if isinstance(doc, dict):
+        for key in ("cause", "error", "detail", "message"):
+            if isinstance(doc.get(key), str):
+                return doc[key]
+    return raw.decode("utf-8", "replace")
+
+
+class GrpcFrontEnd:
+    """GRPCInferenceService for one GraphApp; ``start()`` binds, ``stop()`` drains."""
+
+    def __init__(self, app, host: str, port: int):
+        self.app = app
+        self.host = host
+        self.requested_port = port
+        self.port = 0
+        self.server = None
+        handlers = {
+            "ServerLive": self.server_live,
+            "ServerReady": self.server_ready,
+            "ModelReady": self.model_ready,
+            "ServerMetadata": self.server_metadata,
+            "ModelMetadata": self.model_metadata,
+            "ModelInfer": self.model_infer,
+        }
+        # None (de)serializers: the handlers see and return wire bytes
+        self.handler = grpc.method_handlers_generic_handler(
+            SERVICE, {name: grpc.unary_unary_rpc_method_handler(fn)
+                      for name, fn in handlers.items()})
+
+    async def start(self) -> int:
+        self.server = grpc.aio.server(options=SERVER_OPTIONS)
+        self.server.add_generic_rpc_handlers((self.handler,))
+        address = f"[{self.host}]:{self.requested_port}" if ":" in self.host \
+            else f"{self.host}:{self.requested_port}"
+        self.port = self.server.add_insecure_port(address)
+        if not self.port:
+            raise OSError(f"cannot listen for gRPC on {address}")
+        await self.server.start()
+        return self.port
+
+    async def stop(self, grace: float | None):
+        """Refuse new calls and let those in flight finish (at most ``grace`` s)."""
+        if self.server is not None:
+            await self.server.stop(grace)
+
+    @property
+    def model_name(self) -> str:
+        return self.app.plan.name
+
+    async def server_live(self, request, context):
+        return _bool_field(1, True)
+
+    async def server_ready(self, request, context):
+        return _bool_field(1, not self.app.draining)
+
+    async def model_ready(self, request, context):
+        await self._name_version(request, context)
+        return _bool_field(1, not self.app.draining)
+
+    async def server_metadata(self, request, context):
+        return _str_field(1, "inference-graph-engine") + _str_field(2, __version__)
+
+    async def model_metadata(self, request, context):
+        name, version = await self._name_version(request, context)
+        out = _str_field(1, self.model_name or name)
+        if version:
+            out += _str_field(2, version)
+        return out + _str_field(3, "inference-graph")
+
+    async def _name_version(self, request, context):
+        try:
+            return parse_name_version(request)
+        except BadRequestError as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+
+    async def model_infer(self, request, context):
+        try:
+            req = InferRequest.from_grpc(request)
+        except BadRequestError as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        headers = []
+        for md in context.invocation_metadata() or ():
+            key, value = md
+            headers.append((key.encode("latin-1"),
+                            value if isinstance(value, bytes) else value.encode("latin-1")))
+        r = await _core.app_execute(self.app, req, headers)
+        if not 200 <= r.status <= 299:
+            cause = _error_text(r.body)
+            await context.abort(grpc_code_for(r.status, cause), cause)
+        try:
+            resp = as_response(r.body)
+        except BadRequestError as e:
+            await context.abort(grpc.StatusCode.INTERNAL,
+                                f"the graph's answer is not a v2 response: {e}")
+        resp.model_name = self.model_name or req.model_name
+        if not resp.id:
+            resp.id = req.id
+        # grpc's serializer contract is one bytes object: the only payload copy
+        return join(resp.to_grpc())
