@@ -55,7 +55,7 @@ def header_json(msg) -> bytes:
 def as_request(body, model_name: str = "", model_version: str = "") -> InferRequest:
     """The request a v2 model gets for a step body: a request as is (renamed to the
     target model), a response's outputs as inputs (id and parameters kept), bytes
-    parsed as a v2 JSON request (BadRequestError when they are not one)."""
+    parsed as a v2 JSON request or response (BadRequestError when neither)."""
     if type(body) is InferRequest:
         return InferRequest(model_name, body.inputs, model_version=model_version, id=body.id,
                             parameters=body.parameters, outputs=body.outputs)
@@ -63,9 +63,16 @@ def as_request(body, model_name: str = "", model_version: str = "") -> InferRequ
         return InferRequest(model_name, body.outputs, model_version=model_version, id=body.id,
                             parameters=body.parameters)
     req = InferRequest.from_json(body, model_name=model_name, model_version=model_version)
-    if not req.inputs:
-        raise BadRequestError("the body is not a v2 inference request: it has no inputs")
-    return req
+    if req.inputs:
+        return req
+    # a v2 JSON response (the previous step's answer under $response)
+    try:
+        resp = InferResponse.from_json(body)
+    except BadRequestError:
+        resp = None
+    if resp is None or not resp.outputs:
+        raise BadRequestError("the body is neither a v2 inference request nor a v2 response")
+    return as_request(resp, model_name, model_version)
 
 
 def as_response(body) -> InferResponse:

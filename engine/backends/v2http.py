@@ -1,10 +1,11 @@
 """HTTP v2 backends: a step URL ending in ``/v2/models/<model>[/versions/<v>]/infer``.
 
-A bytes body (JSON) goes exactly as to any HTTP model, through the same pooled client,
-and the answer stays bytes: a pure-JSON graph is untouched. An ``InferRequest`` /
-``InferResponse`` body is sent with the binary tensor extension (all inputs binary,
-``binary_data_output`` asked for), and the answer parsed into an ``InferResponse``
-whose tensors are views of the received body.
+A bytes body holding a v2 JSON request goes exactly as to any HTTP model, through the
+same pooled client, and the answer stays bytes: a pure-JSON graph is untouched. An
+``InferRequest`` / ``InferResponse`` body, or a v2 JSON response (a previous step's
+answer under ``$response``, whose outputs become inputs), is sent with the binary
+tensor extension (all inputs binary, ``binary_data_output`` asked for), and the answer
+parsed into an ``InferResponse`` whose tensors are views of the received body.
 """
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ def v2_model_of(path: str):
 
 
 class V2HttpBackend:
-    """One v2 infer URL, for message bodies (bytes go to the plain HttpBackend)."""
+    """One v2 infer URL, for what the plain HttpBackend does not take (see module doc)."""
 
     def __init__(self, url: str, model: str, version: str, client, endpoint):
         self.url = url
@@ -40,6 +41,7 @@ class V2HttpBackend:
     def __call__(self, body, ctx):
         try:
             req = as_request(body, self.model, self.version)
+            added = "binary_data_output" not in req.parameters
             req.parameters = {**req.parameters, "binary_data_output": True}
             buffers, header_length = req.to_http(binary=True)
         except BadRequestError as e:
@@ -50,9 +52,9 @@ class V2HttpBackend:
         # the HTTP client writes one body buffer: this join is the one copy of payload
         pending = self.client.request(self.endpoint, join(buffers), headers,
                                       ctx.timeout if ctx.timeout > 0 else None)
-        return self._answer(pending)
+        return self._answer(pending, added)
 
-    async def _answer(self, pending):
+    async def _answer(self, pending, added: bool):
         resp = await pending
         if not 200 <= resp.status <= 299:
             return _core.StepResult(resp.status, resp.body)
@@ -62,6 +64,9 @@ class V2HttpBackend:
         except (BadRequestError, ValueError) as e:
             raise UpstreamError(f'Post "{self.url}": invalid v2 response: {e}',
                                 url=self.url) from None
+        if added:
+            # transport, asked for by the router: a model echoing it must not leak it
+            out.parameters.pop("binary_data_output", None)
         return _core.StepResult(resp.status, out)
 
 
