@@ -70,7 +70,7 @@ def test_v1_http_front_end_reaches_grpc_models_as_v2_json(loop):
         doc = orjson.loads(ok.body)
         assert doc["outputs"] == [{"name": "output0", "datatype": "INT64", "shape": [3],
                                    "data": [3, 6, -15]}]
-        assert bad.status == 400 and b"inputs" in bytes(bad.body)
+        assert bad.status == 400 and b"neither a v2 inference request" in bytes(bad.body)
     loop.run(go())
 
 
