@@ -35,11 +35,27 @@ def drop_stale_c(pyx: Path, mode_changed: bool) -> None:
         c_file.unlink()
 
 
+def _gencode_too_new(pb2: Path) -> bool:
+    import re
+    m = re.search(r"ValidateProtobufRuntimeVersion\(\s*_runtime_version\.Domain\.PUBLIC,\s*(\d+),\s*(\d+),",
+                  pb2.read_text())
+    if m is None:
+        return False
+    try:
+        from google.protobuf import __version__ as runtime
+    except ImportError:
+        return False
+    return tuple(map(int, m.groups())) > tuple(int(x) for x in runtime.split(".")[:2])
+
+
 def generate_protos():
-    """Run protoc when the .proto is newer than its generated modules."""
+    """Run protoc when the .proto is newer than its generated modules, or when they
+    were generated for a newer protobuf runtime than the installed one (an install
+    can downgrade protobuf after the first build: kserve pins protobuf<7)."""
     proto = HERE / "protos" / "grpc_predict_v2.proto"
     outputs = [HERE / "engine" / "protos" / f"grpc_predict_v2_pb2{s}.py" for s in ("", "_grpc")]
-    if all(o.exists() and o.stat().st_mtime >= proto.stat().st_mtime for o in outputs):
+    if all(o.exists() and o.stat().st_mtime >= proto.stat().st_mtime for o in outputs) \
+            and not _gencode_too_new(outputs[0]):
         return
     from grpc_tools import protoc
 
