@@ -222,7 +222,7 @@ async def scenario_grpc_seq2(ports, pids, args) -> list[dict]:
     return rows
 
 
-async def scenario_v2bin(ports, pids, args) -> list[dict]:
+async def scenario_v2bin(ports, pids, args, proxy) -> list[dict]:
     from engine import _core
     from engine.bridge import header_value
     from engine.oip import HEADER_LENGTH, InferRequest, InferResponse, from_numpy, join
@@ -259,7 +259,7 @@ async def scenario_v2bin(ports, pids, args) -> list[dict]:
             await measure("v2bin-seq3-1mb direct", chain(direct_ep), {"models": pids["models"]},
                           count, args.concurrency, 10),
             await measure("v2bin-seq3-1mb via TCP relay", chain(proxy_ep),
-                          {"models": pids["models"], "relay": pids["proxy"]},
+                          {"models": pids["models"], "relay": proxy.pid},
                           count, args.concurrency, 10)]
     await client.close()
     return rows
@@ -315,9 +315,10 @@ def main(argv=None) -> int:
             children.append(router)
             wait_port(ports["router_http"])
             wait_port(ports["router_grpc"])
-            pids = {"router": router.pid, "models": models.pid, "proxy": proxy.pid}
+            pids = {"router": router.pid, "models": models.pid}
             scenario = scenario_grpc_seq2 if kind == "grpc" else scenario_v2bin
-            rows += asyncio.run(scenario(ports, pids, args))
+            rows += asyncio.run(scenario(ports, pids, args) if kind == "grpc"
+                                else scenario(ports, pids, args, proxy))
             router.terminate()
             router.wait(10)
             children.remove(router)

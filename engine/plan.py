@@ -12,8 +12,9 @@ Response = _core.Response
 
 
 def encode_body(body: Any):
-    """bytes-like bodies pass as they are; str is UTF-8; anything else is JSON."""
-    if isinstance(body, (bytes, bytearray, memoryview)):
+    """bytes-like bodies and OIP messages (engine.oip.InferRequest) pass as they are;
+    str is UTF-8; anything else is JSON."""
+    if isinstance(body, (bytes, bytearray, memoryview)) or _core.body_is_oip(body):
         return body
     if isinstance(body, str):
         return body.encode()
@@ -48,7 +49,8 @@ class Plan:
     async def infer(self, body: Any, *, headers=None) -> Response:
         """Run one request through the graph from its root node.
 
-        ``body``: bytes (forwarded as is), str, or a JSON-serialisable object.
+        ``body``: bytes (forwarded as is), an ``engine.oip.InferRequest``, str, or a
+        JSON-serialisable object.
         ``headers``: the request's headers; those matching PROPAGATE_HEADERS go to
         every step. Always answers a Response: model failures come back with
         KServe's status codes and error bodies, never as exceptions."""

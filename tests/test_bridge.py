@@ -70,6 +70,7 @@ def test_v2_binary_front_end_three_v2_binary_steps(loop):
     # a JSON v2 request is forwarded as received to the first step, and the JSON answer
     # of the last step comes back as is
     assert header_value(models[0].raw[1].headers, _HL) is None
+    assert bytes(models[0].raw[1].body) == InferRequest("g", [from_numpy("x", x)], id="r1").to_json()
     assert r_json.status == 200 and header_value(r_json.headers, _HL) is None
     np.testing.assert_array_equal(resp_json.as_numpy("output0"), want)
 
@@ -249,3 +250,19 @@ def test_v2_model_endpoints_on_the_router(loop):
         "name": "g", "versions": [], "platform": "inference-graph", "inputs": [], "outputs": []})
     assert (r_status, orjson.loads(r_body)) == (200, {"name": "g", "ready": True})
     assert (d_status, orjson.loads(d_body)) == (503, {"name": "g", "ready": False})
+
+
+def test_local_model_answers_numpy_through_plan_infer(loop):
+    import engine
+
+    def model(req):
+        return req.as_numpy("x")[::-1] * 3     # a new array: answered as output0
+
+    plan = engine.load({"nodes": {"root": {"routerType": "Sequence", "steps": [
+        {"serviceName": "m"}]}}}, services={"m": model}).compile()
+    x = np.arange(5, dtype=np.int16)
+    r = loop.run(plan.infer(InferRequest("g", [from_numpy("x", x)], id="q")))
+    assert r.status == 200 and r.body.id == "q"
+    out = r.body.as_numpy("output0")
+    assert out.dtype == np.int16
+    np.testing.assert_array_equal(out, x[::-1] * 3)

@@ -12,7 +12,7 @@ import engine
 from engine.backends import url_problem
 from engine.oip import InferRequest, InferResponse, from_numpy, join
 from engine.server.grpc_front import _bool_field, _str_field, parse_name_version
-from oipkit import GrpcClient, GrpcModel, numpy_model
+from oipkit import GrpcClient, GrpcModel, V2HttpModel, numpy_model
 from routerkit import ModelServer, closed_port, running_router, static
 
 
@@ -127,9 +127,13 @@ def test_grpc_front_end_error_codes(loop):
             await never
         slow_model = await GrpcModel(slow).start()
         nf = await GrpcModel(lambda req: (grpc.StatusCode.NOT_FOUND, "gone")).start()
+        boom = await GrpcModel(lambda req: (grpc.StatusCode.INTERNAL, "exploded")).start()
+        v2_bad = await V2HttpModel(lambda req: (400, "wrong shape")).start()
         _, req = fp32_request()
         codes = {}
         graphs = {
+            "internal": seq(boom.url()),
+            "v2_bad": seq(v2_bad.url()),
             "refused": seq(f"grpc://127.0.0.1:{closed_port()}/m"),
             "deadline": {**seq(slow_model.url()), "routerTimeouts": {"serviceClient": 1}},
             "not_found": seq(nf.url()),
@@ -152,8 +156,8 @@ def test_grpc_front_end_error_codes(loop):
                         await client.close()
         finally:
             never.cancel()
-            await slow_model.close()
-            await nf.close()
+            for m in (slow_model, nf, boom, v2_bad):
+                await m.close()
         return codes
 
     codes = loop.run(go())
@@ -163,6 +167,8 @@ def test_grpc_front_end_error_codes(loop):
     assert codes["switch_miss"] == (grpc.StatusCode.NOT_FOUND,
                                     "None of the routes matched with the switch condition")
     assert codes["garbage"][0] == grpc.StatusCode.INVALID_ARGUMENT
+    assert codes["internal"] == (grpc.StatusCode.INTERNAL, "INTERNAL: exploded")
+    assert codes["v2_bad"] == (grpc.StatusCode.INVALID_ARGUMENT, "wrong shape")
 
 
 def test_health_and_metadata_rpcs(loop):
@@ -221,3 +227,34 @@ def test_service_name_resolves_to_grpc_target(loop):
         np.testing.assert_array_equal(resp.as_numpy("output0"), -req.as_numpy("x"))
         assert m.requests[0].model_name == "neg"
     loop.run(go())
+
+
+def test_grpc_front_end_stops_with_the_router_and_counts_requests(loop):
+    async def go():
+        m = await GrpcModel(numpy_model(lambda x: x)).start()
+        _, req = fp32_request()
+        try:
+            async with running_router(seq(m.url()), grpc=True) as router:
+                port = router.grpc_port
+                client = GrpcClient(port)
+                try:
+                    await client.infer(req)
+                    total = router.instance.app.requests_total
+                finally:
+                    await client.close()
+        finally:
+            await m.close()
+        client = GrpcClient(port)
+        try:
+            await client.call("ServerLive", b"", timeout=2)
+        except grpc.aio.AioRpcError as e:
+            code = e.code()
+        else:
+            code = grpc.StatusCode.OK
+        finally:
+            await client.close()
+        return total, code
+
+    total, code = loop.run(go())
+    assert total == 1
+    assert code == grpc.StatusCode.UNAVAILABLE
