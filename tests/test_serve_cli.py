@@ -73,7 +73,7 @@ def test_serve_file_with_services(tmp_path, model):
     services.write_text(f"echo: {model.url}\n")
     port = free_port()
     proc = start(["serve", str(graph), "--services", str(services), "--http-port", str(port),
-                  "--host", "127.0.0.1", "--drain-seconds", "0.1"])
+                  "--grpc-port", "0", "--host", "127.0.0.1", "--drain-seconds", "0.1"])
     try:
         wait_ready(port, proc)
         assert post(port, {"instances": [1]}) == (200, {"predictions": ["ok"]})
@@ -85,7 +85,7 @@ def test_graph_json_alone_means_serve(model):
     graph = {"nodes": {"root": {"routerType": "Sequence", "steps": [{"serviceUrl": model.url}]}}}
     port = free_port()
     proc = start(["--graph-json", json.dumps(graph), "--http-port", str(port), "--host", "127.0.0.1",
-                  "--drain-seconds", "0"])
+                  "--grpc-port", "0", "--drain-seconds", "0"])
     try:
         wait_ready(port, proc)
         assert post(port, {}) == (200, {"predictions": ["ok"]})
@@ -95,13 +95,19 @@ def test_graph_json_alone_means_serve(model):
 
 def test_two_workers_share_the_port_and_stop_together(model):
     graph = {"nodes": {"root": {"routerType": "Sequence", "steps": [{"serviceUrl": model.url}]}}}
-    port = free_port()
+    port, grpc_port = free_port(), free_port()
     proc = start(["serve", "--graph-json", json.dumps(graph), "--http-port", str(port),
+                  "--grpc-port", str(grpc_port),
                   "--host", "127.0.0.1", "--workers", "2", "--drain-seconds", "0"])
     try:
         wait_ready(port, proc)
         for _ in range(20):
             assert post(port, {})[0] == 200
+        # both workers also share the gRPC port (grpc sets SO_REUSEPORT)
+        import grpc
+        with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+            live = channel.unary_unary("/inference.GRPCInferenceService/ServerLive")
+            assert live(b"", timeout=10, wait_for_ready=True) == b"\x08\x01"
         children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
         assert len(children) == 2
     finally:
@@ -114,7 +120,8 @@ def test_two_workers_share_the_port_and_stop_together(model):
 def test_invalid_graph_fails_at_start_with_the_field_path(tmp_path):
     bad = {"nodes": {"root": {"routerType": "Splitter", "steps": [
         {"serviceUrl": "http://a/", "weight": 60}, {"serviceUrl": "http://b/", "weight": 30}]}}}
-    proc = start(["serve", "--graph-json", json.dumps(bad), "--http-port", str(free_port())])
+    proc = start(["serve", "--graph-json", json.dumps(bad), "--http-port", str(free_port()),
+                  "--grpc-port", "0"])
     try:
         code = proc.wait(20)
         err = proc.stderr.read().decode()
