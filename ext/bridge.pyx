@@ -99,11 +99,6 @@ cdef class DelegateBackend(Backend):
             return self.plain.call(body, ctx)
         return self.impl(body, ctx)
 
-    async def aclose(self):
-        """Close what the implementation holds (channels), if anything."""
-        close = getattr(self.impl, "aclose", None)
-        if close is not None:
-            await close()
 
 
 async def app_execute(GraphApp app, object body, list headers):

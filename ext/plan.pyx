@@ -38,7 +38,7 @@ cdef class StepResult:
         self.body = body
 
     def __repr__(self):
-        return f"StepResult({self.status}, {bytes(self.body)[:60]!r})"
+        return f"StepResult({self.status}, {self.body if is_oip(self.body) else bytes(self.body)[:60]!r})"
 
 
 @cython.final
@@ -406,7 +406,7 @@ cdef class Response:
         return _json_loads(self.body)
 
     def __repr__(self):
-        return f"Response({self.status}, {bytes(self.body)[:80]!r})"
+        return f"Response({self.status}, {self.body if is_oip(self.body) else bytes(self.body)[:80]!r})"
 
 
 cdef bytes CT_JSON = b"application/json"

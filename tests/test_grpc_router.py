@@ -258,3 +258,29 @@ def test_grpc_front_end_stops_with_the_router_and_counts_requests(loop):
     total, code = loop.run(go())
     assert total == 1
     assert code == grpc.StatusCode.UNAVAILABLE
+
+
+def test_grpc_backend_answers_views_of_the_received_message(loop):
+    from engine import _core
+    from engine.backends.grpc import ChannelPool, GrpcBackend
+
+    async def go():
+        m = await GrpcModel(numpy_model(lambda x: x + 1)).start()
+        pool = ChannelPool()
+        backend = _core.DelegateBackend(GrpcBackend(m.url(), pool), m.url())
+        x, req = fp32_request(n=4096)
+        try:
+            r = await backend.invoke(req, _core.RunContext([], 5.0))
+        finally:
+            await pool.aclose()
+            await m.close()
+        return x, r
+
+    x, r = loop.run(go())
+    assert "output0" in repr(r)
+    out = r.body.tensor("output0")
+    # the tensor is a slice of the whole received ModelInferResponse, not a copy
+    assert isinstance(out.data, memoryview) and type(out.data.obj) is bytes
+    assert len(out.data.obj) > out.data.nbytes == x.nbytes
+    assert np.shares_memory(r.body.as_numpy("output0"), np.frombuffer(out.data.obj, np.uint8))
+    np.testing.assert_array_equal(r.body.as_numpy("output0"), x + 1)

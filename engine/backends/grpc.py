@@ -137,9 +137,6 @@ class GrpcBackend:
             raise UpstreamError(f'ModelInfer "{self.url}": invalid response: {e}',
                                 url=self.url) from None
 
-    async def aclose(self):
-        await self.pool.aclose()
-
 
 def _unreachable(e) -> bool:
     # grpc reports a refused or failed connection as UNAVAILABLE from the client
