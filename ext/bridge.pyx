@@ -101,12 +101,15 @@ cdef class DelegateBackend(Backend):
 
 
 
-async def app_execute(GraphApp app, object body, list headers):
+async def app_execute(GraphApp app, object body, list headers, double deadline=0.0):
     """Run ``body`` (bytes or an OIP message) through ``app``'s plan for a front end
     other than the plain HTTP path (gRPC, HTTP v2), counted in the app's metrics.
-    ``headers``: the request's (name, value) bytes pairs."""
-    cdef RunContext ctx = RunContext(app.propagation.select(headers),
-                                     app.plan.service_timeout, headers)
+    ``headers``: the request's (name, value) bytes pairs; ``deadline`` > 0: seconds
+    the caller still waits (a gRPC deadline), which bounds every step's call too."""
+    cdef double timeout = app.plan.service_timeout
+    if deadline > 0 and (timeout <= 0 or deadline < timeout):
+        timeout = deadline
+    cdef RunContext ctx = RunContext(app.propagation.select(headers), timeout, headers)
     cdef Response r
     app.in_flight += 1
     try:

@@ -37,6 +37,7 @@ class GrpcModel:
         self.model = model
         self.requests: list = []
         self.metadata: list = []
+        self.deadlines: list = []
         self.server = None
         self.port = 0
 
@@ -47,6 +48,7 @@ class GrpcModel:
         req = InferRequest.from_grpc(request)
         self.requests.append(req)
         self.metadata.append(dict(context.invocation_metadata() or ()))
+        self.deadlines.append(context.time_remaining())
         out = self.model(req)
         if asyncio.iscoroutine(out):
             out = await out

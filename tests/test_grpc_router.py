@@ -284,3 +284,25 @@ def test_grpc_backend_answers_views_of_the_received_message(loop):
     assert len(out.data.obj) > out.data.nbytes == x.nbytes
     assert np.shares_memory(r.body.as_numpy("output0"), np.frombuffer(out.data.obj, np.uint8))
     np.testing.assert_array_equal(r.body.as_numpy("output0"), x + 1)
+
+
+def test_client_deadline_bounds_backend_calls(loop):
+    async def go():
+        m = await GrpcModel(numpy_model(lambda x: x)).start()
+        _, req = fp32_request()
+        try:
+            async with running_router(seq(m.url(), m.url()), grpc=True) as router:
+                client = GrpcClient(router.grpc_port)
+                try:
+                    await client.infer(req, timeout=20.0, metadata=(("x-request-id", "r9"),))
+                    await client.infer(req, timeout=None)
+                finally:
+                    await client.close()
+        finally:
+            await m.close()
+        return m.deadlines
+
+    d = loop.run(go())
+    # (grpc rounds deadlines on the wire, so allow a little over the 20 s)
+    assert all(t is not None and 0 < t <= 20.5 for t in d[:2]), d
+    assert d[2:] == [None, None]

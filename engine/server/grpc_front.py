@@ -3,7 +3,9 @@ same event loop as the HTTP server.
 
 ModelInfer parses the request with the engine's codec (tensors stay views of the
 received bytes), runs the graph on the ``InferRequest`` and answers the graph's
-``InferResponse`` (a v2 JSON answer of a v1 model is converted). Any model name runs
+``InferResponse`` (a v2 JSON answer of a v1 model is converted). The client's
+deadline bounds the backend calls (with the graph's serviceClient timeout, if
+shorter). Any model name runs
 the graph; the answer carries the graph's name when it has one. Failures become gRPC
 status codes: bad input INVALID_ARGUMENT, a Switch miss NOT_FOUND, backend failures
 UNAVAILABLE / DEADLINE_EXCEEDED / INTERNAL (from the model's status or, for transport
@@ -212,7 +214,9 @@ class GrpcFrontEnd:
             key, value = md
             headers.append((key.encode("latin-1"),
                             value if isinstance(value, bytes) else value.encode("latin-1")))
-        r = await _core.app_execute(self.app, req, headers)
+        remaining = context.time_remaining()
+        r = await _core.app_execute(self.app, req, headers,
+                                    remaining if remaining is not None else 0.0)
         if not 200 <= r.status <= 299:
             cause = _error_text(r.body)
             await context.abort(grpc_code_for(r.status, cause), cause)

@@ -118,9 +118,11 @@ async def serve_in_loop(graph, options: ServeOptions, *, sock=None, ready=None):
         sock = listening_socket(options.host, options.http_port, options.workers > 1)
     instance = RouterInstance(graph, options, sock)
     await instance.start()
+    handled = []
     for sig in (signal.SIGTERM, signal.SIGINT):
         try:
             loop.add_signal_handler(sig, instance.request_stop)
+            handled.append(sig)
         except (NotImplementedError, RuntimeError):
             pass
     host, port = sock.getsockname()[:2]
@@ -132,7 +134,12 @@ async def serve_in_loop(graph, options: ServeOptions, *, sock=None, ready=None):
         ready(instance)
     await instance.stopping.wait()
     log.info("shutdown requested", extra={"pid": os.getpid()})
-    await instance.stop()
+    try:
+        await instance.stop()
+    finally:
+        # the handlers hold the instance (and its gRPC server): release them with it
+        for sig in handled:
+            loop.remove_signal_handler(sig)
     log.info("stopped", extra={"pid": os.getpid()})
     return instance
 
