@@ -76,13 +76,17 @@ def as_request(body, model_name: str = "", model_version: str = "") -> InferRequ
 
 
 def as_response(body) -> InferResponse:
-    """A graph's answer as a v2 response (bytes parsed as v2 JSON response)."""
+    """A graph's answer as a v2 response (bytes parsed as a v2 JSON response, which
+    must have outputs: BadRequestError otherwise)."""
     if type(body) is InferResponse:
         return body
     if type(body) is InferRequest:
         return InferResponse(body.model_name, body.inputs, model_version=body.model_version,
                              id=body.id, parameters=body.parameters)
-    return InferResponse.from_json(body)
+    resp = InferResponse.from_json(body)
+    if not resp.outputs:
+        raise BadRequestError("the body is not a v2 inference response: it has no outputs")
+    return resp
 
 
 def json_body(msg) -> bytes:

@@ -266,3 +266,30 @@ def test_local_model_answers_numpy_through_plan_infer(loop):
     out = r.body.as_numpy("output0")
     assert out.dtype == np.int16
     np.testing.assert_array_equal(out, x[::-1] * 3)
+
+
+def test_front_end_errors_for_bodies_that_are_no_v2_message(loop):
+    import grpc
+
+    async def go():
+        v1 = await ModelServer(lambda request: (200, {"predictions": [1]})).start()
+        try:
+            async with running_router(seq(v1.url), grpc=True) as router:
+                client = GrpcClient(router.grpc_port)
+                try:
+                    await client.infer(InferRequest("g", [from_numpy("x", np.zeros(2, np.float32))]))
+                except grpc.aio.AioRpcError as e:
+                    err = (e.code(), e.details())
+                finally:
+                    await client.close()
+                ep = _core.Endpoint(router.url("/v2/models/g/infer"))
+                bad = await router.client.request(
+                    ep, b'{"inputs": []}xyz', [(HEADER_LENGTH.encode(), b"99")])
+        finally:
+            await v1.close()
+        return err, bad, len(v1.requests)
+
+    err, bad, calls = loop.run(go())
+    # the v1 model answered JSON that is not a v2 response: INTERNAL for a gRPC caller
+    assert calls == 1 and err[0] == grpc.StatusCode.INTERNAL and "not a v2 response" in err[1]
+    assert bad.status == 400 and b"exceeds the body" in bytes(bad.body)
