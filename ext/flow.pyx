@@ -71,11 +71,23 @@ cdef class Flow:
         self.value = value
         self.exc = exc
         self.coro = None
+        if self.direct is not None:
+            # an engine-internal consumer (the HTTP server) that is safe to call from
+            # here: no loop hop between the last step and the answer's write
+            self.direct(self)
         cbs = self.callbacks
         self.callbacks = None
         if cbs is not None:
             for cb in cbs:
                 self.loop.call_soon(cb, self)
+
+    def set_direct_callback(self, cb):
+        """Call ``cb(flow)`` synchronously when the flow settles (engine use only).
+        False, and no call, when it has settled already."""
+        if self.state != FLOW_RUNNING:
+            return False
+        self.direct = cb
+        return True
 
     # ---- the Future protocol its consumers use ----
 
@@ -108,6 +120,9 @@ cdef class Flow:
             self.callbacks.append(cb)
 
     def remove_done_callback(self, cb):
+        if self.direct is not None and self.direct == cb:
+            self.direct = None
+            return 1
         if self.callbacks is None:
             return 0
         before = len(self.callbacks)

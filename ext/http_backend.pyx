@@ -10,12 +10,8 @@ cdef class HttpBackend(Backend):
         self.description = endpoint.url
 
     cdef object call(self, object body, RunContext ctx):
-        return _http_step(self.client.c_request(self.endpoint, body, ctx.headers, ctx.timeout))
-
-
-async def _http_step(object pending):
-    cdef ClientResponse resp = await pending
-    return StepResult(resp.status, resp.body)
+        # the pool's future resolves to a ClientResponse; the executor reads it as is
+        return self.client.c_request(self.endpoint, body, ctx.headers, ctx.timeout)
 
 
 @cython.final

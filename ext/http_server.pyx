@@ -346,7 +346,13 @@ cdef class _HttpServerProtocol:
                 slot.response = make_response(500, _BODY_500, _JSON_HEADERS)
             else:
                 slot.fut = fut
-                fut.add_done_callback(self.on_handler_done)
+                if type(fut) is Flow:
+                    if not (<Flow>fut).set_direct_callback(self.on_handler_done):
+                        # it finished while starting (a Switch miss, a local model)
+                        slot.response = _result_of(slot)
+                        slot.fut = None
+                else:
+                    fut.add_done_callback(self.on_handler_done)
         self.pending.append(slot)
         if slot.response is not None and len(self.pending) == 1:
             self.flush()

@@ -188,6 +188,15 @@ cdef object map_predictions_to_instances(object body):
 
 # ---- execution ---------------------------------------------------------------------
 
+cdef inline StepResult step_result(object r):
+    """What an awaited step gave: StepResult, or an HTTP backend's ClientResponse."""
+    if type(r) is StepResult:
+        return <StepResult>r
+    if type(r) is ClientResponse:
+        return StepResult((<ClientResponse>r).status, (<ClientResponse>r).body)
+    raise _InternalEngineError(f"a step answered {type(r).__name__}, not a StepResult")
+
+
 cdef inline object call_step(CompiledPlan plan, PlanStep step, object body, RunContext ctx):
     """Start a step: a StepResult when it finished synchronously, else an awaitable."""
     if step.target == TARGET_NODE:
@@ -228,7 +237,7 @@ async def run_sequence(CompiledPlan plan, PlanNode node, object request, RunCont
         r = call_step(plan, step, body, ctx)
         if type(r) is not StepResult:
             r = await r
-        result = <StepResult>r
+        result = step_result(r)
         response = result.body
         if step.hard and not (200 <= result.status <= 299):
             return result
@@ -243,7 +252,7 @@ async def run_switch(CompiledPlan plan, PlanNode node, object request, RunContex
             if step.condition is not None and path_exists(step.condition, request):
                 r = call_step(plan, step, request, ctx)
                 if type(r) is not StepResult:
-                    r = await r
+                    r = step_result(await r)
                 return r
     raise RouteFailure(_SWITCH_MISS.decode(), 404 if is_root else 500)
 
@@ -258,7 +267,7 @@ async def run_splitter(CompiledPlan plan, PlanNode node, object request, RunCont
         if point < step.weight_end:
             r = call_step(plan, step, request, ctx)
             if type(r) is not StepResult:
-                r = await r
+                r = step_result(await r)
             return r
     raise RouteFailure("no Splitter step was picked: weights do not sum to 100")
 
@@ -308,7 +317,7 @@ cdef class EnsembleJoin:
             self.settle(i, RouteFailure("context canceled"))
             return
         exc = fut.exception()
-        self.settle(i, exc if exc is not None else fut.result())
+        self.settle(i, exc if exc is not None else step_result(fut.result()))
 
 
 cdef bint _is_object_or_null(object body) except -1:
@@ -421,15 +430,29 @@ cdef bytes sniff_content_type(object body):
     return CT_TEXT
 
 
-async def execute(CompiledPlan plan, object body, RunContext ctx):
-    """Run ``body`` through the plan from its root; always answers a Response."""
-    cdef StepResult result
-    try:
-        result = await run_node(plan, <PlanNode>plan.nodes[0], body, ctx, True)
-    except RouteFailure as e:
-        return error_response(e.status, e.cause)
-    except _UpstreamError as e:
-        return error_response(500, str(e))
+cdef Response answer(StepResult result):
+    """The graph's answer for the root node's result, typed as KServe's router types it."""
     if body_is_valid_json(result.body):
         return Response(result.status, result.body, CT_JSON)
     return Response(result.status, result.body, sniff_content_type(result.body))
+
+
+cdef Response failure_answer(BaseException e):
+    """The graph's answer for a failure that left the root node (None: not ours)."""
+    if isinstance(e, RouteFailure):
+        return error_response((<object>e).status, (<object>e).cause)
+    if isinstance(e, _UpstreamError):
+        return error_response(500, str(e))
+    return None
+
+
+async def execute(CompiledPlan plan, object body, RunContext ctx):
+    """Run ``body`` through the plan from its root; always answers a Response."""
+    cdef PlanNode root = <PlanNode>plan.nodes[0]
+    try:
+        if root.router_type == ROUTER_SEQUENCE:
+            # the usual root: one coroutine level less on the request path
+            return answer(await run_sequence(plan, root, body, ctx))
+        return answer(step_result(await run_node(plan, root, body, ctx, True)))
+    except (RouteFailure, _UpstreamError) as e:
+        return failure_answer(e)

@@ -31,6 +31,7 @@ cdef class Flow:
     cdef object value
     cdef object exc
     cdef list callbacks
+    cdef object direct
     cdef int state
     cdef void step(self)
     cdef void settle(self, int state, object value, object exc)
