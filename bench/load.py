@@ -148,6 +148,20 @@ def tree_pids(pid: int) -> list[int]:
     return out
 
 
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of process group `pgid`."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                f = _stat_fields(int(entry))
+            except (OSError, ValueError):
+                continue
+            if int(f[2]) == pgid and f[0] not in ("Z", "X"):
+                members.append(int(entry))
+    return members
+
+
 def tree_cpu_seconds(pid: int) -> float:
     """CPU seconds (user+system) used by `pid`'s process tree, reaped children included."""
     ticks = 0
@@ -299,10 +313,13 @@ class Child:
                     except subprocess.TimeoutExpired:
                         continue
             # the leader may be gone while members of its group live on
-            try:
-                os.killpg(self.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+            deadline = time.monotonic() + timeout
+            while group_members(self.pid) and time.monotonic() < deadline:
+                try:
+                    os.killpg(self.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    break
+                time.sleep(0.01)
         finally:
             if self.proc.stdout:
                 self.proc.stdout.close()

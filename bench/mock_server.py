@@ -82,11 +82,12 @@ _BAD_REQUEST = _head(400, b"application/json", len(_BAD_REQUEST_BODY), False) + 
 class _Shared:
     """State shared by the connections of one port: config, counters, live transports."""
 
-    __slots__ = ("config", "requests", "transports", "fixed_keep", "fixed_close", "delay_s")
+    __slots__ = ("config", "requests", "connections", "transports", "fixed_keep", "fixed_close", "delay_s")
 
     def __init__(self, config: MockConfig):
         self.config = config
         self.requests = 0
+        self.connections = 0
         self.transports: set = set()
         self.delay_s = config.delay_ms / 1000.0
         # The common case (fixed answer) is one precomputed buffer and one write.
@@ -114,6 +115,7 @@ class _MockProtocol(asyncio.Protocol):
     # asyncio.Protocol
     def connection_made(self, transport):
         self._transport = transport
+        self._shared.connections += 1
         self._shared.transports.add(transport)
 
     def connection_lost(self, exc):
@@ -222,6 +224,11 @@ class MockServer:
     def requests(self) -> int:
         """Requests answered (or scheduled, when delayed) so far."""
         return self._shared.requests
+
+    @property
+    def connections(self) -> int:
+        """Connections accepted so far."""
+        return self._shared.connections
 
     def predict_url(self, name: str) -> str:
         """The KServe v1 predict URL of model `name` on this mock."""
