@@ -19,6 +19,9 @@ import urllib.parse
 
 import httptools
 
+# Sockets read straight into this one buffer (asyncio.BufferedProtocol): the parser
+# copies body pieces out before the next read, so every connection can share it.
+_READ_BUFFER = memoryview(bytearray(256 * 1024))
 _OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
 _BAD_GATEWAY = b'{"error":"upstream failed"}'
 
@@ -58,7 +61,7 @@ class _Upstream:
         task.add_done_callback(connected)
 
 
-class _Client(asyncio.Protocol):
+class _Client(asyncio.BufferedProtocol):
     __slots__ = ("upstream", "transport", "parser", "body", "callback")
 
     def __init__(self, upstream: _Upstream):
@@ -83,9 +86,12 @@ class _Client(asyncio.Protocol):
         if callback is not None:
             callback(0, [])
 
-    def data_received(self, data):
+    def get_buffer(self, sizehint):
+        return _READ_BUFFER
+
+    def buffer_updated(self, nbytes):
         try:
-            self.parser.feed_data(data)
+            self.parser.feed_data(_READ_BUFFER[:nbytes])
         except httptools.HttpParserError:
             self.transport.close()
 
@@ -122,7 +128,7 @@ class _Exchange:
             upstreams[self.hop].send(self.original, self.length, self.answered)
 
 
-class _Server(asyncio.Protocol):
+class _Server(asyncio.BufferedProtocol):
     __slots__ = ("upstreams", "chain_response", "transports", "transport", "parser", "body", "url", "pending",
                  "closed")
 
@@ -143,9 +149,12 @@ class _Server(asyncio.Protocol):
         self.closed = True
         self.transports.discard(self.transport)
 
-    def data_received(self, data):
+    def get_buffer(self, sizehint):
+        return _READ_BUFFER
+
+    def buffer_updated(self, nbytes):
         try:
-            self.parser.feed_data(data)
+            self.parser.feed_data(_READ_BUFFER[:nbytes])
         except httptools.HttpParserError:
             self.closed = True
             self.transport.close()

@@ -376,24 +376,39 @@ def cpu_per_request(cpu_before: float, cpu_after: float, requests: int) -> float
     return (cpu_after - cpu_before) * 1e6 / requests if requests else float("inf")
 
 
-def start_mocks(scenario: Scenario, cpus: str | None, logdir: str, timeout: float) -> tuple[Child, dict]:
-    """One mock process serving one port per model of `scenario`; returns it and name -> URL."""
-    argv = [sys.executable, "-m", "bench.mock_server", "--answer", SMALL_ANSWER.decode()]
+def start_mocks(scenario: Scenario, cpus: str | None, logdir: str, timeout: float, *,
+                per_backend: bool = False, started: list | None = None) -> dict:
+    """Mock processes for `scenario`'s models; returns name -> URL.
+
+    One process serves every model's port, or with `per_backend` one process per model.
+    Each started Child is appended to `started` at once, so the caller stops it even
+    when a later start fails.
+    """
+    started = [] if started is None else started
+    base = [sys.executable, "-m", "bench.mock_server", "--answer", SMALL_ANSWER.decode()]
     if scenario.echo_body:
-        argv.append("--echo-body")
-    for _ in scenario.services:
-        argv += ["--port", "0"]
-    child = Child(pinned(argv, cpus), name=f"mocks-{scenario.name}", logdir=logdir, cwd=REPO_DIR, pipe_stdout=True)
+        base.append("--echo-body")
+    groups = [[name] for name in scenario.services] if per_backend else [list(scenario.services)]
     deadline = time.monotonic() + timeout
     urls = {}
-    for name in scenario.services:
-        line = child.read_line(deadline)
-        if not line.startswith("listening "):
-            raise RuntimeError(f"unexpected mock output {line!r}")
-        urls[name] = f"{line.split()[1]}/v1/models/{name}:predict"
-    if child.read_line(deadline) != "ready":
-        raise RuntimeError("mock server did not report ready")
-    return child, urls
+    for i, names in enumerate(groups):
+        argv = base + ["--port", "0"] * len(names)
+        child = Child(pinned(argv, cpus), name=f"mocks-{scenario.name}-{i}", logdir=logdir, cwd=REPO_DIR,
+                      pipe_stdout=True)
+        started.append(child)
+        for name in names:
+            line = child.read_line(deadline)
+            if not line.startswith("listening "):
+                raise RuntimeError(f"unexpected mock output {line!r}")
+            urls[name] = f"{line.split()[1]}/v1/models/{name}:predict"
+        if child.read_line(deadline) != "ready":
+            raise RuntimeError("mock server did not report ready")
+    return urls
+
+
+def group_cpu_seconds(children: list) -> float:
+    """CPU seconds of several process trees."""
+    return sum(tree_cpu_seconds(c.pid) for c in children)
 
 
 def target_command(target: str, scenario: Scenario, urls: dict, port: int, workdir: str, template: str) -> list[str]:
@@ -423,7 +438,7 @@ def run_wrk(url: str, script: str, *, duration: float, connections: int, threads
     return parse_wrk_output(r.stdout)
 
 
-def measure(target: str, scenario: Scenario, urls: dict, mocks: Child, opts, workdir: str, body_path: str) -> Row:
+def measure(target: str, scenario: Scenario, urls: dict, mocks: list, opts, workdir: str, body_path: str) -> Row:
     """Start one target, warm it up, run wrk, and account its CPU."""
     router_cpus, other_cpus = cpu_plan()
     port = free_port()
@@ -438,9 +453,9 @@ def measure(target: str, scenario: Scenario, urls: dict, mocks: Child, opts, wor
         wrk = dict(connections=opts.connections, threads=opts.threads, cpus=other_cpus)
         if opts.warmup > 0:
             run_wrk(url, script, duration=opts.warmup, **wrk)
-        cpu0, mock0, t0 = tree_cpu_seconds(child.pid), tree_cpu_seconds(mocks.pid), time.monotonic()
+        cpu0, mock0, t0 = tree_cpu_seconds(child.pid), group_cpu_seconds(mocks), time.monotonic()
         result = run_wrk(url, script, duration=opts.duration, **wrk)
-        cpu1, mock1, t1 = tree_cpu_seconds(child.pid), tree_cpu_seconds(mocks.pid), time.monotonic()
+        cpu1, mock1, t1 = tree_cpu_seconds(child.pid), group_cpu_seconds(mocks), time.monotonic()
         if child.proc.poll() is not None:
             raise RuntimeError(f"{child.name} died during the run; log: {child.log_tail()}")
     finally:
@@ -478,16 +493,17 @@ def run_all(opts) -> list[Row]:
             body_path = os.path.join(workdir, f"body-{name}.json")
             with open(body_path, "wb") as f:
                 f.write(scenario.body())
-            mocks, urls = None, {}
+            mocks: list[Child] = []
             try:
-                mocks, urls = start_mocks(scenario, other_cpus, workdir, opts.ready_timeout)
+                urls = start_mocks(scenario, other_cpus, workdir, opts.ready_timeout,
+                                   per_backend=opts.mock_procs == "per-backend", started=mocks)
                 for s, target in runs:
                     if s == name:
                         print(f"bench: {name} / {target} ...", file=sys.stderr, flush=True)
                         rows.append(measure(target, scenario, urls, mocks, opts, workdir, body_path))
             finally:
-                if mocks is not None:
-                    mocks.stop()
+                for mock in mocks:
+                    mock.stop()
     return rows
 
 
@@ -538,7 +554,7 @@ def format_markdown(rows: list[Row], info: dict, opts, command: str) -> str:
              f"- machine: `{info['uname']}`, nproc {info['nproc']}, {info['cpu_model']}, "
              f"load average at start {info['loadavg'][0]:.2f} {info['loadavg'][1]:.2f} {info['loadavg'][2]:.2f}",
              f"- wrk -t{opts.threads} -c{opts.connections}, {opts.duration:g} s per row after a "
-             f"{opts.warmup:g} s warm-up; {pinning}", "",
+             f"{opts.warmup:g} s warm-up; {pinning}; mock processes: {opts.mock_procs}", "",
              "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     lines += ["| " + " | ".join(c) + " |" for c in cells]
     return "\n".join(lines) + "\n"
@@ -555,6 +571,8 @@ def parse_args(argv=None):
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--ready-timeout", type=float, default=20.0)
+    p.add_argument("--mock-procs", choices=["single", "per-backend"], default="single",
+                   help="one mock process for all models of a scenario, or one per model")
     fmt = p.add_mutually_exclusive_group()
     fmt.add_argument("--markdown", action="store_true", help="print a RESULTS.md section")
     fmt.add_argument("--json", action="store_true", help="print JSON")
@@ -592,9 +610,15 @@ def main(argv=None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     command = "python -m bench.load " + " ".join(map(shlex.quote, sys.argv[1:] if argv is None else argv))
     info = machine_info()
-    rows = run_all(opts)
+    try:
+        rows = run_all(opts)
+    except KeyboardInterrupt:
+        print("bench: interrupted; every process started was stopped", file=sys.stderr)
+        return 130
     if opts.json:
-        print(json.dumps({"machine": info, "command": command, "rows": [dataclasses.asdict(r) for r in rows],
+        settings = {k: getattr(opts, k) for k in ("duration", "warmup", "connections", "threads", "mock_procs")}
+        print(json.dumps({"machine": info, "command": command, "settings": settings,
+                          "rows": [dataclasses.asdict(r) for r in rows],
                           "nginx_seq1_cpu_us_per_req": base_cpu(rows)}, indent=2))
     elif opts.markdown:
         print(format_markdown(rows, info, opts, command))
