@@ -19,9 +19,12 @@ import urllib.parse
 
 import httptools
 
-# Sockets read straight into this one buffer (asyncio.BufferedProtocol): the parser
-# copies body pieces out before the next read, so every connection can share it.
+# Heads and small bodies are read into this one buffer (asyncio.BufferedProtocol):
+# the parser copies what it keeps before the next read, so all connections share it.
 _READ_BUFFER = memoryview(bytearray(256 * 1024))
+# A Content-Length body at least this large is read from the socket straight into
+# its own buffer, which is then forwarded as is: no copy in user space at all.
+_DIRECT_MIN = 64 * 1024
 _OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
 _BAD_GATEWAY = b'{"error":"upstream failed"}'
 
@@ -29,6 +32,62 @@ _BAD_GATEWAY = b'{"error":"upstream failed"}'
 def _head(status: int, length: int) -> bytes:
     # wrk and KServe clients read the code, not the phrase: one constant phrase keeps this cheap.
     return b"HTTP/1.1 %d -\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % (status, length)
+
+
+class _Reader(asyncio.BufferedProtocol):
+    """Reading side shared by server and client connections.
+
+    httptools parses heads and small or chunked bodies out of `_READ_BUFFER`. Once the
+    head of a message with a large Content-Length is parsed, the rest of its body is
+    read directly into `direct` (get_buffer hands out the unfilled tail), bypassing
+    the parser, whose mid-body state is then dropped for a fresh parser.
+    """
+
+    __slots__ = ("transport", "parser", "body", "length", "direct", "filled")
+
+    def new_parser(self):
+        raise NotImplementedError
+
+    def message_done(self, parser, body: list) -> None:
+        raise NotImplementedError
+
+    def on_message_begin(self):
+        self.body, self.length, self.direct = [], -1, None
+
+    def on_header(self, name: bytes, value: bytes):
+        if len(name) == 14 and name.lower() == b"content-length":
+            self.length = int(value)
+
+    def on_headers_complete(self):
+        if self.length >= _DIRECT_MIN:
+            self.direct, self.filled = memoryview(bytearray(self.length)), 0
+
+    def on_body(self, body: bytes):
+        if self.direct is None:
+            self.body.append(body)
+        else:  # the part of the body that came in with the head
+            self.direct[self.filled:self.filled + len(body)] = body
+            self.filled += len(body)
+
+    def on_message_complete(self):
+        direct, self.direct = self.direct, None
+        self.message_done(self.parser, self.body if direct is None else [direct])
+
+    def get_buffer(self, sizehint):
+        return _READ_BUFFER if self.direct is None else self.direct[self.filled:]
+
+    def buffer_updated(self, nbytes):
+        if self.direct is not None:
+            self.filled += nbytes
+            if self.filled == self.length:
+                parser, direct, self.direct = self.parser, self.direct, None
+                self.parser = self.new_parser()
+                self.message_done(parser, [direct])
+            return
+        try:
+            self.parser.feed_data(_READ_BUFFER[:nbytes])
+        except httptools.HttpParserError:
+            self.transport.close()
 
 
 class _Upstream:
@@ -61,19 +120,21 @@ class _Upstream:
         task.add_done_callback(connected)
 
 
-class _Client(asyncio.BufferedProtocol):
-    __slots__ = ("upstream", "transport", "parser", "body", "callback")
+class _Client(_Reader):
+    __slots__ = ("upstream", "callback")
 
     def __init__(self, upstream: _Upstream):
         self.upstream = upstream
         self.transport = None
-        self.parser = httptools.HttpResponseParser(self)
-        self.body: list = []
+        self.parser = self.new_parser()
+        self.direct = None
         self.callback = None
+
+    def new_parser(self):
+        return httptools.HttpResponseParser(self)
 
     def send(self, head: bytes, parts: list, callback) -> None:
         self.callback = callback
-        self.body = []
         self.transport.writelines([head, *parts])
 
     def connection_made(self, transport):
@@ -86,25 +147,13 @@ class _Client(asyncio.BufferedProtocol):
         if callback is not None:
             callback(0, [])
 
-    def get_buffer(self, sizehint):
-        return _READ_BUFFER
-
-    def buffer_updated(self, nbytes):
-        try:
-            self.parser.feed_data(_READ_BUFFER[:nbytes])
-        except httptools.HttpParserError:
-            self.transport.close()
-
-    def on_body(self, body: bytes):
-        self.body.append(body)
-
-    def on_message_complete(self):
+    def message_done(self, parser, body: list) -> None:
         callback, self.callback = self.callback, None
-        if self.parser.should_keep_alive():
+        if parser.should_keep_alive():
             self.upstream.idle.append(self)
         else:
             self.transport.close()
-        callback(self.parser.get_status_code(), self.body)
+        callback(parser.get_status_code(), body)
 
 
 class _Exchange:
@@ -128,18 +177,19 @@ class _Exchange:
             upstreams[self.hop].send(self.original, self.length, self.answered)
 
 
-class _Server(asyncio.BufferedProtocol):
-    __slots__ = ("upstreams", "chain_response", "transports", "transport", "parser", "body", "url", "pending",
-                 "closed")
+class _Server(_Reader):
+    __slots__ = ("upstreams", "chain_response", "transports", "pending", "closed")
 
     def __init__(self, upstreams: list, chain_response: bool, transports: set):
         self.upstreams, self.chain_response, self.transports = upstreams, chain_response, transports
-        self.parser = httptools.HttpRequestParser(self)
+        self.parser = self.new_parser()
         self.transport = None
-        self.body: list = []
-        self.url = b""
+        self.direct = None
         self.pending: collections.deque = collections.deque()
         self.closed = False
+
+    def new_parser(self):
+        return httptools.HttpRequestParser(self)
 
     def connection_made(self, transport):
         self.transport = transport
@@ -149,31 +199,12 @@ class _Server(asyncio.BufferedProtocol):
         self.closed = True
         self.transports.discard(self.transport)
 
-    def get_buffer(self, sizehint):
-        return _READ_BUFFER
-
-    def buffer_updated(self, nbytes):
-        try:
-            self.parser.feed_data(_READ_BUFFER[:nbytes])
-        except httptools.HttpParserError:
-            self.closed = True
-            self.transport.close()
-
-    def on_message_begin(self):
-        self.body, self.url = [], b""
-
-    def on_url(self, url: bytes):
-        self.url += url
-
-    def on_body(self, body: bytes):
-        self.body.append(body)
-
-    def on_message_complete(self):
+    def message_done(self, parser, body: list) -> None:
         slot = [None]
         self.pending.append(slot)
-        if self.parser.get_method() == b"POST":
-            body = self.body
-            self.upstreams[0].send(body, sum(map(len, body)), _Exchange(self, body, sum(map(len, body)), slot).answered)
+        if parser.get_method() == b"POST":
+            length = sum(map(len, body))
+            self.upstreams[0].send(body, length, _Exchange(self, body, length, slot).answered)
         else:
             self.finish(slot, [_OK])
 

@@ -41,14 +41,15 @@ def test_chain_request_resends_the_original(loop):
     loop.run(main())
 
 
-def test_one_megabyte_through_three_echo_hops(loop):
+@pytest.mark.parametrize("chunked", [False, True])
+def test_one_megabyte_through_three_echo_hops(loop, chunked):
     body = b'{"instances":[' + b",".join([b"[0.125,0.25,0.5,1.0]"] * 50000) + b"]}"
 
     async def main():
         mocks = [await start_mock(echo_body=True) for _ in range(3)]
         fwd = await start_forward([m.predict_url(f"m{i}") for i, m in enumerate(mocks)])
         try:
-            (answer,), _ = await exchange(fwd.port, request(body, chunked=True, chunk=1 << 16), 1)
+            (answer,), _ = await exchange(fwd.port, request(body, chunked=chunked, chunk=1 << 16), 1)
             assert answer.body == body
         finally:
             await fwd.close()
@@ -78,6 +79,22 @@ def test_pipelined_requests_answered_in_order(loop):
     async def main():
         mock = await start_mock(echo_body=True)
         fwd = await start_forward([mock.predict_url("m")])
+        try:
+            answers, _ = await exchange(fwd.port, b"".join(map(request, bodies)), len(bodies))
+            assert [a.body for a in answers] == bodies
+        finally:
+            await fwd.close()
+            await mock.close()
+    loop.run(main())
+
+
+def test_large_and_small_bodies_pipelined(loop):
+    # large Content-Length bodies bypass the parser; the message after one must still parse
+    bodies = [b"a" * (1 << 20), b'{"small":1}', b"b" * (100 * 1024), b"c" * (64 * 1024), b"{}"]
+
+    async def main():
+        mock = await start_mock(echo_body=True)
+        fwd = await start_forward([mock.predict_url("m"), mock.predict_url("m")])
         try:
             answers, _ = await exchange(fwd.port, b"".join(map(request, bodies)), len(bodies))
             assert [a.body for a in answers] == bodies

@@ -303,3 +303,24 @@ def test_harness_end_to_end_with_bare_and_nginx(capsys):
         assert row["requests"] > 0 and row["errors"] == 0
         assert 0 < row["cpu_us_per_req"] < float("inf")
     assert out["nginx_seq1_cpu_us_per_req"] == rows[("seq1", "nginx")]["cpu_us_per_req"]
+
+
+@pytest.mark.parametrize("per_backend", [False, True])
+def test_start_mocks_serves_every_model(per_backend):
+    import asyncio
+    from bench_client import exchange, request
+    started: list = []
+    with tempfile.TemporaryDirectory() as d:
+        try:
+            urls = load.start_mocks(load.SCENARIOS["seq3-1mb"], None, d, 20, per_backend=per_backend,
+                                    started=started)
+            assert len(started) == (3 if per_backend else 1)
+            assert list(urls) == ["model-a", "model-b", "model-c"]
+            for name, url in urls.items():
+                assert url.endswith(f"/v1/models/{name}:predict")
+                port = int(url.split(":")[2].split("/")[0])
+                (answer,), _ = asyncio.run(exchange(port, request(b'{"echo":1}'), 1))
+                assert answer.body == b'{"echo":1}'  # the 1 MB scenario's models echo
+        finally:
+            for child in started:
+                child.stop()
