@@ -154,7 +154,9 @@ def test_plan_runs():
         ("ens4", "router"), ("switch16k", "router"), ("seq3-1mb", "router"), ("seq3-1mb", "bare")]
     assert load.plan_runs("bare", all_names, ["nginx", "bare"]) == [
         ("seq1", "nginx"), ("seq1", "bare"), ("seq2", "bare"), ("seq3-1mb", "bare")]
-    assert load.plan_runs("nginx", all_names, ["nginx", "bare"]) == [("seq1", "nginx")]
+    assert load.plan_runs("nginx", all_names, ["nginx", "bare"]) == [
+        ("seq1", "nginx"), ("seq1", "bare"), ("seq2", "bare"), ("seq3-1mb", "bare")]
+    assert load.plan_runs("nginx", all_names, []) == [("seq1", "nginx")]
     assert load.plan_runs("router", ["seq2"], []) == [("seq2", "router")]
 
 
