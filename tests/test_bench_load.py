@@ -174,6 +174,10 @@ def test_router_command_template_and_services_file():
         bare = load.target_command("bare", scenario, urls, 8123, d, "")
         assert bare[-2:] == [urls["model-a"], urls["model-b"]]
         assert bare[bare.index("--chain") + 1] == "response"
+        assert "--direct-bodies" not in bare
+        big = load.target_command("bare", load.SCENARIOS["seq3-1mb"], dict(urls, **{"model-c": "http://h:3/"}),
+                                  8123, d, "")
+        assert "--direct-bodies" in big
 
 
 def test_pinning():
