@@ -101,18 +101,28 @@ SCENARIOS = {s.name: s for s in [
 
 # ----------------------------------------------------------------------------- CPU accounting
 
-def _stat_fields(pid: int) -> list[str]:
-    with open(f"/proc/{pid}/stat") as f:
-        text = f.read()
+def parse_stat(text: str) -> list[str]:
+    """The fields of a /proc/<pid>/stat line after the command name (state first)."""
     # comm (field 2) may hold spaces and parentheses: split after its last ')'.
     return text[text.rindex(")") + 2:].split()
 
 
-def proc_cpu_ticks(pid: int) -> int:
-    """utime+stime of `pid` plus cutime+cstime of its reaped children, in clock ticks."""
-    f = _stat_fields(pid)
-    # after comm: state=0 ppid=1 ... utime=11 stime=12 cutime=13 cstime=14
-    return int(f[11]) + int(f[12]) + int(f[13]) + int(f[14])
+def _stat_fields(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/stat") as f:
+        return parse_stat(f.read())
+
+
+def stat_cpu_ticks(fields: list[str], *, system_only: bool = False) -> int:
+    """utime+stime+cutime+cstime (or stime+cstime) from `parse_stat` fields."""
+    # after comm: state=0 ppid=1 pgrp=2 ... utime=11 stime=12 cutime=13 cstime=14
+    if system_only:
+        return int(fields[12]) + int(fields[14])
+    return int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+
+
+def proc_cpu_ticks(pid: int, *, system_only: bool = False) -> int:
+    """CPU clock ticks of `pid` plus those of its reaped children (`system_only`: system time)."""
+    return stat_cpu_ticks(_stat_fields(pid), system_only=system_only)
 
 
 def proc_children(pid: int) -> list[int]:
@@ -163,12 +173,13 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU seconds (user+system) used by `pid`'s process tree, reaped children included."""
+def tree_cpu_seconds(pid: int, *, system_only: bool = False) -> float:
+    """CPU seconds (user+system, or system only) used by `pid`'s process tree, reaped
+    children included."""
     ticks = 0
     for p in tree_pids(pid):
         try:
-            ticks += proc_cpu_ticks(p)
+            ticks += proc_cpu_ticks(p, system_only=system_only)
         except (OSError, ValueError):
             continue  # exited between listing and reading; its time moved to its parent
     return ticks / CLK_TCK
@@ -366,6 +377,7 @@ class Row:
     p50_us: float
     p99_us: float
     cpu_us_per_req: float
+    sys_us_per_req: float
     router_cpu_pct: float
     mock_cpu_us_per_req: float
     errors: int
@@ -454,15 +466,18 @@ def measure(target: str, scenario: Scenario, urls: dict, mocks: list, opts, work
         wrk = dict(connections=opts.connections, threads=opts.threads, cpus=other_cpus)
         if opts.warmup > 0:
             run_wrk(url, script, duration=opts.warmup, **wrk)
-        cpu0, mock0, t0 = tree_cpu_seconds(child.pid), group_cpu_seconds(mocks), time.monotonic()
+        sys0, cpu0 = tree_cpu_seconds(child.pid, system_only=True), tree_cpu_seconds(child.pid)
+        mock0, t0 = group_cpu_seconds(mocks), time.monotonic()
         result = run_wrk(url, script, duration=opts.duration, **wrk)
-        cpu1, mock1, t1 = tree_cpu_seconds(child.pid), group_cpu_seconds(mocks), time.monotonic()
+        sys1, cpu1 = tree_cpu_seconds(child.pid, system_only=True), tree_cpu_seconds(child.pid)
+        mock1, t1 = group_cpu_seconds(mocks), time.monotonic()
         if child.proc.poll() is not None:
             raise RuntimeError(f"{child.name} died during the run; log: {child.log_tail()}")
     finally:
         child.stop()
     return Row(scenario.name, target, result.requests, result.rps, result.p50_us, result.p99_us,
-               cpu_per_request(cpu0, cpu1, result.requests), 100.0 * (cpu1 - cpu0) / (t1 - t0),
+               cpu_per_request(cpu0, cpu1, result.requests), cpu_per_request(sys0, sys1, result.requests),
+               100.0 * (cpu1 - cpu0) / (t1 - t0),
                cpu_per_request(mock0, mock1, result.requests), result.error_count,
                scenario.goal if target == "router" else "")
 
@@ -539,9 +554,10 @@ def table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
     """Header and formatted cells shared by the text and markdown reports."""
     base = base_cpu(rows)
     head = ["scenario", "target", "req/s", "p50 ms", "p99 ms", "router CPU us/req", "x nginx seq1",
-            "router CPU %", "mock CPU us/req", "errors", "goal"]
+            "of which sys", "router CPU %", "mock CPU us/req", "errors", "goal"]
     cells = [[r.scenario, r.target, f"{r.rps:,.0f}", f"{r.p50_us / 1e3:.2f}", f"{r.p99_us / 1e3:.2f}",
               f"{r.cpu_us_per_req:,.1f}", f"{r.cpu_us_per_req / base:.2f}" if base else "-",
+              f"{r.sys_us_per_req:,.1f}",
               f"{r.router_cpu_pct:.0f}", f"{r.mock_cpu_us_per_req:,.1f}", str(r.errors), r.goal] for r in rows]
     return head, cells
 

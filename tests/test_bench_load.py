@@ -47,6 +47,7 @@ def test_tree_cpu_counts_live_descendants():
         total = load.tree_cpu_seconds(proc.pid)
         assert total >= 0.25
         assert total - own >= 0.25  # the burn is the grandchild's, not the parent's
+        assert 0 <= load.tree_cpu_seconds(proc.pid, system_only=True) <= total
     finally:
         proc.stdin.close()
         proc.wait(timeout=10)
@@ -68,6 +69,14 @@ def test_tree_cpu_counts_reaped_children():
         proc.stdin.close()
         proc.wait(timeout=10)
         proc.stdout.close()
+
+
+def test_stat_parsing_survives_odd_command_names():
+    line = "4242 (a) b (c)) S 1 4242 4242 0 -1 4194560 100 0 0 0 700 300 20 10 20 0 1 0 5 0 0\n"
+    fields = load.parse_stat(line)
+    assert fields[:3] == ["S", "1", "4242"]
+    assert load.stat_cpu_ticks(fields) == 700 + 300 + 20 + 10
+    assert load.stat_cpu_ticks(fields, system_only=True) == 300 + 10
 
 
 def test_cpu_per_request():
@@ -237,8 +246,8 @@ def test_wait_ready_reports_an_exited_router():
 
 
 def _rows():
-    return [load.Row("seq1", "nginx", 1000, 50000.0, 400.0, 900.0, 20.0, 95.0, 7.0, 0),
-            load.Row("seq2", "router", 1000, 40000.0, 500.0, 1500.0, 45.0, 99.0, 14.0, 2, "<= 45 us")]
+    return [load.Row("seq1", "nginx", 1000, 50000.0, 400.0, 900.0, 20.0, 12.0, 95.0, 7.0, 0),
+            load.Row("seq2", "router", 1000, 40000.0, 500.0, 1500.0, 45.0, 20.5, 99.0, 14.0, 2, "<= 45 us")]
 
 
 def test_reports_give_ratios_to_nginx_seq1():
@@ -248,7 +257,7 @@ def test_reports_give_ratios_to_nginx_seq1():
     opts = load.parse_args(["--router", "bare", "--duration", "3"])
     md = load.format_markdown(_rows(), load.machine_info(), opts, "python -m bench.load --router bare")
     assert "`python -m bench.load --router bare`" in md
-    assert "| seq2 | router | 40,000 | 0.50 | 1.50 | 45.0 | 2.25 | 99 | 14.0 | 2 | <= 45 us |" in md
+    assert "| seq2 | router | 40,000 | 0.50 | 1.50 | 45.0 | 2.25 | 20.5 | 99 | 14.0 | 2 | <= 45 us |" in md
     assert "nproc" in md and "3 s per row" in md
 
 
