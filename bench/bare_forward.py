@@ -18,6 +18,7 @@ import sys
 import urllib.parse
 
 import httptools
+import numpy
 
 # Heads and small bodies are read into this one buffer (asyncio.BufferedProtocol):
 # the parser copies what it keeps before the next read, so all connections share it.
@@ -27,6 +28,12 @@ _READ_BUFFER = memoryview(bytearray(256 * 1024))
 _DIRECT_MIN = 64 * 1024
 _OK = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
 _BAD_GATEWAY = b'{"error":"upstream failed"}'
+
+
+def _uninitialized(size: int):
+    # bytearray(size) zero-fills: a megabyte of memset per body that the socket read
+    # overwrites anyway (measured: ~300 us of user CPU per request in seq3-1mb).
+    return numpy.empty(size, numpy.uint8)
 
 
 def _head(status: int, length: int) -> bytes:
@@ -84,7 +91,7 @@ class _DirectReader(_Reader):
 
     def on_headers_complete(self):
         if self.length >= _DIRECT_MIN:
-            self.direct, self.filled = memoryview(bytearray(self.length)), 0
+            self.direct, self.filled = memoryview(_uninitialized(self.length)), 0
 
     def on_body(self, body: bytes):
         if self.direct is None:
