@@ -30,6 +30,8 @@ import sys
 import tempfile
 import time
 
+import httptools
+
 from . import nginx
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -69,7 +71,27 @@ def mb_body(size: int = 1 << 20) -> bytes:
     return ('{"instances":[' + ",".join([row] * n) + "]}").encode()
 
 
-SMALL_ANSWER = b'{"predictions":[[0.1,0.9],[0.8,0.2],[0.3,0.7],[0.6,0.4]]}'
+def model_answer(name: str) -> bytes:
+    """The fixed answer of mock model `name` (66-70 bytes): naming the model lets the
+    harness check that a router called the right one."""
+    return b'{"model":"%s","predictions":[[0.1,0.9],[0.8,0.2],[0.3,0.7]]}' % name.encode()
+
+
+def answer_of(name: str):
+    """Expectation: the scenario answers model `name`'s answer."""
+    def expected(request: bytes):
+        return json.loads(model_answer(name))
+    return expected
+
+
+def echoed(request: bytes):
+    """Expectation for echoing models: the request itself."""
+    return json.loads(request)
+
+
+def ensemble_answer(request: bytes):
+    """KServe's Ensemble answer for ens4: every step's response under its step name."""
+    return {step: json.loads(model_answer(f"model-{step}")) for step in "abcd"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +105,7 @@ class Scenario:
     bare_chain: str | None = None  # bare forward: "response"/"request", None: not expressible
     large_bodies: bool = False  # the bare forward's cheapest mode for this scenario: --direct-bodies
     goal: str = ""
+    expected: object = None  # (request body) -> the answer's JSON, checked before the load
 
     @property
     def graph(self) -> str:
@@ -90,12 +113,16 @@ class Scenario:
 
 
 SCENARIOS = {s.name: s for s in [
-    Scenario("seq1", ("model-a",), small_body, bare_chain="response", goal="<= 1.2x nginx"),
-    Scenario("seq2", ("model-a", "model-b"), small_body, bare_chain="response", goal="<= 45 us"),
-    Scenario("ens4", ("model-a", "model-b", "model-c", "model-d"), small_body, goal="<= 90 us"),
-    Scenario("switch16k", ("model-a", "model-b", "model-c"), switch_body, goal="<= 60 us"),
+    Scenario("seq1", ("model-a",), small_body, bare_chain="response", goal="<= 1.2x nginx",
+             expected=answer_of("model-a")),
+    Scenario("seq2", ("model-a", "model-b"), small_body, bare_chain="response", goal="<= 45 us",
+             expected=answer_of("model-b")),
+    Scenario("ens4", ("model-a", "model-b", "model-c", "model-d"), small_body, goal="<= 90 us",
+             expected=ensemble_answer),
+    Scenario("switch16k", ("model-a", "model-b", "model-c"), switch_body, goal="<= 60 us",
+             expected=answer_of("model-b")),
     Scenario("seq3-1mb", ("model-a", "model-b", "model-c"), mb_body, echo_body=True, bare_chain="response",
-             large_bodies=True, goal="<= 800 us"),
+             large_bodies=True, goal="<= 800 us", expected=echoed),
 ]}
 
 
@@ -176,13 +203,21 @@ def group_members(pgid: int) -> list[int]:
 def tree_cpu_seconds(pid: int, *, system_only: bool = False) -> float:
     """CPU seconds (user+system, or system only) used by `pid`'s process tree, reaped
     children included."""
-    ticks = 0
+    total, system = tree_cpu_split(pid)
+    return system if system_only else total
+
+
+def tree_cpu_split(pid: int) -> tuple[float, float]:
+    """(user+system, system) CPU seconds of `pid`'s tree, read in one pass."""
+    total = system = 0
     for p in tree_pids(pid):
         try:
-            ticks += proc_cpu_ticks(p, system_only=system_only)
+            fields = _stat_fields(p)
         except (OSError, ValueError):
             continue  # exited between listing and reading; its time moved to its parent
-    return ticks / CLK_TCK
+        total += stat_cpu_ticks(fields)
+        system += stat_cpu_ticks(fields, system_only=True)
+    return total / CLK_TCK, system / CLK_TCK
 
 
 # ----------------------------------------------------------------------------- wrk
@@ -345,6 +380,41 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def post_once(port: int, path: str, body: bytes, timeout: float = 10.0) -> tuple[int, bytes]:
+    """One POST on a fresh connection (closed after); returns (status, body)."""
+    head = (f"POST {path} HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    answer: dict = {"body": []}
+
+    class Collect:
+        def on_body(self, chunk):
+            answer["body"].append(chunk)
+
+        def on_message_complete(self):
+            answer["done"] = True
+
+    parser = httptools.HttpResponseParser(Collect())
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(head + body)
+        while "done" not in answer:
+            data = s.recv(1 << 20)
+            if not data:
+                raise RuntimeError("connection closed before a complete answer")
+            parser.feed_data(data)
+    return parser.get_status_code(), b"".join(answer["body"])
+
+
+def check_answer(port: int, scenario: Scenario, body: bytes, path: str) -> None:
+    """Fail unless the target answers `body` with 200 and the scenario's expected JSON."""
+    status, answer = post_once(port, path, body)
+    try:
+        got = json.loads(answer)
+    except ValueError:
+        got = answer[:200]
+    if status != 200 or got != scenario.expected(body):
+        raise RuntimeError(f"{scenario.name}: wrong answer: {status} {answer[:200]!r}")
+
+
 def wait_ready(port: int, child: Child, timeout: float) -> None:
     """Poll `GET /readyz` until an HTTP answer other than 503, bounded by `timeout`."""
     deadline = time.monotonic() + timeout
@@ -398,7 +468,7 @@ def start_mocks(scenario: Scenario, cpus: str | None, logdir: str, timeout: floa
     when a later start fails.
     """
     started = [] if started is None else started
-    base = [sys.executable, "-m", "bench.mock_server", "--answer", SMALL_ANSWER.decode()]
+    base = [sys.executable, "-m", "bench.mock_server"]
     if scenario.echo_body:
         base.append("--echo-body")
     groups = [[name] for name in scenario.services] if per_backend else [list(scenario.services)]
@@ -406,6 +476,8 @@ def start_mocks(scenario: Scenario, cpus: str | None, logdir: str, timeout: floa
     urls = {}
     for i, names in enumerate(groups):
         argv = base + ["--port", "0"] * len(names)
+        for name in names:
+            argv += ["--answer", model_answer(name).decode()]
         child = Child(pinned(argv, cpus), name=f"mocks-{scenario.name}-{i}", logdir=logdir, cwd=REPO_DIR,
                       pipe_stdout=True)
         started.append(child)
@@ -462,15 +534,16 @@ def measure(target: str, scenario: Scenario, urls: dict, mocks: list, opts, work
         script = os.path.join(workdir, f"wrk-{scenario.name}.lua")
         with open(script, "w") as f:
             f.write(wrk_script(body_path))
-        url = f"http://127.0.0.1:{port}/v1/models/{scenario.name}:predict"
+        path = f"/v1/models/{scenario.name}:predict"
+        with open(body_path, "rb") as f:
+            check_answer(port, scenario, f.read(), path)
+        url = f"http://127.0.0.1:{port}{path}"
         wrk = dict(connections=opts.connections, threads=opts.threads, cpus=other_cpus)
         if opts.warmup > 0:
             run_wrk(url, script, duration=opts.warmup, **wrk)
-        sys0, cpu0 = tree_cpu_seconds(child.pid, system_only=True), tree_cpu_seconds(child.pid)
-        mock0, t0 = group_cpu_seconds(mocks), time.monotonic()
+        (cpu0, sys0), mock0, t0 = tree_cpu_split(child.pid), group_cpu_seconds(mocks), time.monotonic()
         result = run_wrk(url, script, duration=opts.duration, **wrk)
-        sys1, cpu1 = tree_cpu_seconds(child.pid, system_only=True), tree_cpu_seconds(child.pid)
-        mock1, t1 = group_cpu_seconds(mocks), time.monotonic()
+        (cpu1, sys1), mock1, t1 = tree_cpu_split(child.pid), group_cpu_seconds(mocks), time.monotonic()
         if child.proc.poll() is not None:
             raise RuntimeError(f"{child.name} died during the run; log: {child.log_tail()}")
     finally:

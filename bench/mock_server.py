@@ -10,9 +10,9 @@ From code (tests, harness)::
     ... mock.url, mock.port, mock.predict_url("m") ...
     await mock.close()
 
-From a shell (one process may serve several ports with the same config; `--port 0`
-picks a free port, and one `listening http://127.0.0.1:PORT` line per port is printed,
-then `ready`)::
+From a shell (one process may serve several ports, alike but for their answers;
+`--port 0` picks a free port, and one `listening http://127.0.0.1:PORT` line per port
+is printed, then `ready`)::
 
     python -m bench.mock_server --port 0 --port 0 --answer '{"predictions":[1]}'
 """
@@ -266,28 +266,35 @@ def _parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m bench.mock_server", description=__doc__.split("\n\n")[0])
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, action="append", help="port to serve (repeatable; 0 picks one)")
-    p.add_argument("--answer", default=DEFAULT_ANSWER.decode(), help="JSON answer body")
+    p.add_argument("--answer", action="append",
+                   help="JSON answer body: once for every port, or once per --port in the same order")
     p.add_argument("--status", type=int, default=200)
     p.add_argument("--delay-ms", type=float, default=0.0)
     p.add_argument("--echo-body", action="store_true", help="answer the request body")
     p.add_argument("--echo-headers", choices=["json", "headers"])
     p.add_argument("--no-keep-alive", action="store_true", help="close after each answer")
     p.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.port = args.port or [0]
+    args.answer = args.answer or [DEFAULT_ANSWER.decode()]
+    if len(args.answer) == 1:
+        args.answer *= len(args.port)
+    elif len(args.answer) != len(args.port):
+        p.error("give --answer once, or once per --port")
+    return args
 
 
 async def _serve(args) -> None:
-    config = MockConfig(answer=args.answer.encode(), status=args.status, delay_ms=args.delay_ms,
-                        echo_body=args.echo_body, echo_headers=args.echo_headers,
-                        keep_alive=not args.no_keep_alive)
+    config = MockConfig(status=args.status, delay_ms=args.delay_ms, echo_body=args.echo_body,
+                        echo_headers=args.echo_headers, keep_alive=not args.no_keep_alive)
     loop = asyncio.get_running_loop()
     stop = loop.create_future()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
     mocks = []
     try:
-        for port in args.port or [0]:
-            mock = await start_mock(config, host=args.host, port=port)
+        for port, answer in zip(args.port, args.answer):
+            mock = await start_mock(config, host=args.host, port=port, answer=answer.encode())
             mocks.append(mock)
             print(f"listening {mock.url}", flush=True)
         print("ready", flush=True)

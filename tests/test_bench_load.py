@@ -339,3 +339,30 @@ def test_start_mocks_serves_every_model(per_backend):
         finally:
             for child in started:
                 child.stop()
+
+
+def test_answers_are_checked_before_the_load():
+    started: list = []
+    with tempfile.TemporaryDirectory() as d:
+        try:
+            urls = load.start_mocks(load.SCENARIOS["seq1"], None, d, 20, started=started)
+            port = int(urls["model-a"].split(":")[2].split("/")[0])
+            body = load.small_body()
+            load.check_answer(port, load.SCENARIOS["seq1"], body, "/v1/models/seq1:predict")
+            # a fixed answer where an echo is expected is caught
+            with pytest.raises(RuntimeError, match="wrong answer"):
+                load.check_answer(port, load.SCENARIOS["seq3-1mb"], body, "/")
+            # model-a answering where the Switch must have picked model-b is caught
+            with pytest.raises(RuntimeError, match="wrong answer"):
+                load.check_answer(port, load.SCENARIOS["switch16k"], load.switch_body(), "/")
+        finally:
+            for child in started:
+                child.stop()
+
+
+def test_ensemble_expectation_names_the_graph_steps():
+    with open(load.SCENARIOS["ens4"].graph) as f:
+        steps = yaml.safe_load(f)["spec"]["nodes"]["root"]["steps"]
+    expected = load.SCENARIOS["ens4"].expected(load.small_body())
+    assert sorted(expected) == sorted(step["name"] for step in steps)
+    assert expected["c"] == json.loads(load.model_answer("model-c"))

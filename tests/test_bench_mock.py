@@ -182,9 +182,16 @@ def test_invalid_config_is_refused(fields):
         MockConfig(**fields)
 
 
+def test_cli_refuses_answers_not_matching_ports():
+    r = subprocess.run([sys.executable, "-m", "bench.mock_server", "--port", "0", "--port", "0", "--port", "0",
+                        "--answer", "{}", "--answer", "[]"], cwd=REPO, capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "once per --port" in r.stderr
+
+
 def test_cli_serves_several_ports_and_stops_on_sigterm():
     proc = subprocess.Popen([sys.executable, "-m", "bench.mock_server", "--port", "0", "--port", "0",
-                             "--answer", '{"predictions":[3]}', "--status", "201"],
+                             "--answer", '{"predictions":[3]}', "--answer", '{"predictions":[4]}',
+                             "--status", "201"],
                             cwd=REPO, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
     try:
         lines = [proc.stdout.readline().strip() for _ in range(3)]
@@ -196,9 +203,9 @@ def test_cli_serves_several_ports_and_stops_on_sigterm():
 
         async def ask(port):
             return await exchange(port, request(b"{}"), 1)
-        for port in ports:
+        for port, value in zip(ports, (3, 4)):
             (answer,), _ = asyncio.run(ask(port))
-            assert (answer.status, answer.body) == (201, b'{"predictions":[3]}')
+            assert (answer.status, answer.body) == (201, b'{"predictions":[%d]}' % value)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
     finally:
