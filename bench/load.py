@@ -452,6 +452,12 @@ class Row:
     mock_cpu_us_per_req: float
     errors: int
     goal: str = ""
+    failure: str = ""  # why the row has no figures
+
+    @classmethod
+    def failed(cls, scenario: str, target: str, reason: str, goal: str = "") -> Row:
+        nan = float("nan")
+        return cls(scenario, target, 0, nan, nan, nan, nan, nan, nan, nan, 0, goal, reason)
 
 
 def cpu_per_request(cpu_before: float, cpu_after: float, requests: int) -> float:
@@ -571,6 +577,19 @@ def plan_runs(router: str, scenarios: list[str], references: list[str]) -> list[
     return [r for r in runs if not (r in seen or seen.add(r))]
 
 
+def _failure(scenario: str, target: str, reason: str) -> Row:
+    # one row fails, the run goes on: the other rows are still worth having
+    print(f"bench: {scenario} / {target} FAILED: {reason}", file=sys.stderr, flush=True)
+    return Row.failed(scenario, target, failure_summary(reason), SCENARIOS[scenario].goal if target == "router" else "")
+
+
+def failure_summary(reason: str) -> str:
+    """One table-safe line: the message's first line, and its last when it carries a log."""
+    lines = [ln.strip() for ln in reason.strip().splitlines() if ln.strip()] or ["failed"]
+    text = lines[0] if len(lines) == 1 else f"{lines[0].split('; log:')[0]} ... {lines[-1]}"
+    return text.replace("|", "/")[:200]
+
+
 def run_all(opts) -> list[Row]:
     """Every planned run, mocks started once per scenario; processes always stopped."""
     rows: list[Row] = []
@@ -583,13 +602,20 @@ def run_all(opts) -> list[Row]:
             with open(body_path, "wb") as f:
                 f.write(scenario.body())
             mocks: list[Child] = []
+            targets = [t for s, t in runs if s == name]
             try:
-                urls = start_mocks(scenario, other_cpus, workdir, opts.ready_timeout,
-                                   per_backend=opts.mock_procs == "per-backend", started=mocks)
-                for s, target in runs:
-                    if s == name:
-                        print(f"bench: {name} / {target} ...", file=sys.stderr, flush=True)
+                try:
+                    urls = start_mocks(scenario, other_cpus, workdir, opts.ready_timeout,
+                                       per_backend=opts.mock_procs == "per-backend", started=mocks)
+                except (OSError, RuntimeError, TimeoutError) as e:
+                    rows += [_failure(name, t, f"mock models: {e}") for t in targets]
+                    continue
+                for target in targets:
+                    print(f"bench: {name} / {target} ...", file=sys.stderr, flush=True)
+                    try:
                         rows.append(measure(target, scenario, urls, mocks, opts, workdir, body_path))
+                    except (OSError, RuntimeError, TimeoutError, ValueError, subprocess.SubprocessError) as e:
+                        rows.append(_failure(name, target, str(e)))
             finally:
                 for mock in mocks:
                     mock.stop()
@@ -620,7 +646,8 @@ def machine_info() -> dict:
 
 def base_cpu(rows: list[Row]) -> float | None:
     """nginx's seq1 CPU per request in this run, the base of every ratio."""
-    return next((r.cpu_us_per_req for r in rows if r.scenario == "seq1" and r.target == "nginx"), None)
+    return next((r.cpu_us_per_req for r in rows if r.scenario == "seq1" and r.target == "nginx" and not r.failure),
+                None)
 
 
 def table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
@@ -628,10 +655,15 @@ def table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
     base = base_cpu(rows)
     head = ["scenario", "target", "req/s", "p50 ms", "p99 ms", "router CPU us/req", "x nginx seq1",
             "of which sys", "router CPU %", "mock CPU us/req", "errors", "goal"]
-    cells = [[r.scenario, r.target, f"{r.rps:,.0f}", f"{r.p50_us / 1e3:.2f}", f"{r.p99_us / 1e3:.2f}",
-              f"{r.cpu_us_per_req:,.1f}", f"{r.cpu_us_per_req / base:.2f}" if base else "-",
-              f"{r.sys_us_per_req:,.1f}",
-              f"{r.router_cpu_pct:.0f}", f"{r.mock_cpu_us_per_req:,.1f}", str(r.errors), r.goal] for r in rows]
+    cells = []
+    for r in rows:
+        if r.failure:
+            cells.append([r.scenario, r.target, f"FAILED: {r.failure}"] + [""] * (len(head) - 4) + [r.goal])
+            continue
+        cells.append([r.scenario, r.target, f"{r.rps:,.0f}", f"{r.p50_us / 1e3:.2f}", f"{r.p99_us / 1e3:.2f}",
+                      f"{r.cpu_us_per_req:,.1f}", f"{r.cpu_us_per_req / base:.2f}" if base else "-",
+                      f"{r.sys_us_per_req:,.1f}", f"{r.router_cpu_pct:.0f}", f"{r.mock_cpu_us_per_req:,.1f}",
+                      str(r.errors), r.goal])
     return head, cells
 
 
@@ -715,13 +747,14 @@ def main(argv=None) -> int:
     if opts.json:
         settings = {k: getattr(opts, k) for k in ("duration", "warmup", "connections", "threads", "mock_procs")}
         print(json.dumps({"machine": info, "command": command, "settings": settings,
-                          "rows": [dataclasses.asdict(r) for r in rows],
+                          "rows": [{k: (None if isinstance(v, float) and v != v else v)
+                                    for k, v in dataclasses.asdict(r).items()} for r in rows],
                           "nginx_seq1_cpu_us_per_req": base_cpu(rows)}, indent=2))
     elif opts.markdown:
         print(format_markdown(rows, info, opts, command))
     else:
         print(format_text(rows))
-    return 0
+    return 1 if any(r.failure or r.errors for r in rows) else 0
 
 
 if __name__ == "__main__":

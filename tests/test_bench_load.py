@@ -366,3 +366,28 @@ def test_ensemble_expectation_names_the_graph_steps():
     expected = load.SCENARIOS["ens4"].expected(load.small_body())
     assert sorted(expected) == sorted(step["name"] for step in steps)
     assert expected["c"] == json.loads(load.model_answer("model-c"))
+
+
+def test_failed_rows_are_reported_not_fatal():
+    reason = ("router-ens4 exited with 1; log: Traceback (most recent call last):\n  File x\n"
+              "ModuleNotFoundError: No module named 'engine.cli'\n")
+    assert load.failure_summary(reason) == ("router-ens4 exited with 1 ... "
+                                            "ModuleNotFoundError: No module named 'engine.cli'")
+    assert load.failure_summary("a | b") == "a / b"
+    rows = _rows() + [load.Row.failed("ens4", "router", "boom", "<= 90 us")]
+    text = load.format_text(rows)
+    assert "FAILED: boom" in text.splitlines()[-1] and "<= 90 us" in text.splitlines()[-1]
+    md = load.format_markdown(rows, load.machine_info(), load.parse_args([]), "cmd")
+    assert md.splitlines()[-1].count("|") == md.splitlines()[-2].count("|")
+
+
+@needs_wrk
+@needs_proc
+def test_a_router_that_cannot_start_fails_its_row_only(capsys):
+    failing = "{python} -c 'import sys; sys.exit(\"no router here\")' {graph} {services} {port}"
+    code = load.main(["--router", failing, "--scenarios", "seq2", "--references", "none", "--ready-timeout", "10",
+                      "--duration", "1", "--warmup", "0", "--json"])
+    assert code == 1
+    (row,) = json.loads(capsys.readouterr().out)["rows"]
+    assert (row["scenario"], row["target"]) == ("seq2", "router")
+    assert "no router here" in row["failure"] and row["cpu_us_per_req"] is None
