@@ -105,7 +105,7 @@ class _MockProtocol(asyncio.Protocol):
         self._parser = httptools.HttpRequestParser(self)
         self._transport = None
         self._url = b""
-        self._headers: list | None = None
+        self._headers: list = []
         self._body: list = []
         # Responses in request order; a slot is [ready, parts, keep_alive].
         self._pending: collections.deque = collections.deque()
@@ -133,23 +133,8 @@ class _MockProtocol(asyncio.Protocol):
             self._transport.write(_BAD_REQUEST)
             self._transport.close()
 
-    # httptools callbacks
-    def on_message_begin(self):
-        self._url = b""
-        self._body = []
-        self._headers = [] if self._cfg.echo_headers else None
-
-    def on_url(self, url: bytes):
-        self._url += url
-
-    def on_header(self, name: bytes, value: bytes):
-        if self._headers is not None:
-            self._headers.append((name, value))
-
-    def on_body(self, body: bytes):
-        if self._cfg.echo_body:
-            self._body.append(body)
-
+    # httptools callbacks: only on_message_complete here; the echo mixins below add
+    # the others, since every callback httptools finds costs a Python call per use.
     def on_message_complete(self):
         shared = self._shared
         shared.requests += 1
@@ -209,6 +194,41 @@ class _MockProtocol(asyncio.Protocol):
             self._transport.close()
 
 
+class _BodyEcho:
+    __slots__ = ()
+
+    def on_message_begin(self):
+        self._body = []
+        self._headers = []
+        self._url = b""
+
+    def on_body(self, body: bytes):
+        self._body.append(body)
+
+
+class _HeaderEcho:
+    __slots__ = ()
+
+    def on_message_begin(self):
+        self._body = []
+        self._headers = []
+        self._url = b""
+
+    def on_url(self, url: bytes):
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes):
+        self._headers.append((name, value))
+
+
+def _protocol_class(config: MockConfig) -> type:
+    """The protocol with just the parser callbacks `config` needs."""
+    mixins = ([_BodyEcho] if config.echo_body else []) + ([_HeaderEcho] if config.echo_headers else [])
+    if not mixins:
+        return _MockProtocol
+    return type("_EchoMockProtocol", (*mixins, _MockProtocol), {"__slots__": ()})
+
+
 class MockServer:
     """A running mock on the current loop: `.url`, `.port`, `.requests`, `await .close()`."""
 
@@ -257,7 +277,8 @@ async def start_mock(config: MockConfig | None = None, *, host: str = "127.0.0.1
         config = dataclasses.replace(config, **fields)
     shared = _Shared(config)
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(lambda: _MockProtocol(shared), host, port, backlog=1024)
+    protocol = _protocol_class(config)
+    server = await loop.create_server(lambda: protocol(shared), host, port, backlog=1024)
     bound = server.sockets[0].getsockname()[1]
     return MockServer(server, shared, host, bound)
 

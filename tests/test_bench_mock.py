@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from bench.mock_server import MockConfig, _MockProtocol, _Shared, start_mock
+from bench.mock_server import MockConfig, _MockProtocol, _protocol_class, _Shared, start_mock
 from bench_client import _Collector, exchange, request
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -144,7 +144,8 @@ def test_one_byte_at_a_time(loop):
     data = b"".join(request(b, chunked=i == 1) for i, b in enumerate(bodies))
 
     async def main():
-        protocol = _MockProtocol(_Shared(MockConfig(echo_body=True)))
+        config = MockConfig(echo_body=True)
+        protocol = _protocol_class(config)(_Shared(config))
         transport = _FakeTransport()
         protocol.connection_made(transport)
         for i in range(len(data)):
@@ -161,7 +162,8 @@ def test_echo_writes_the_received_chunks_without_joining(loop):
     body = b"x" * 3000
 
     async def main():
-        protocol = _MockProtocol(_Shared(MockConfig(echo_body=True)))
+        config = MockConfig(echo_body=True)
+        protocol = _protocol_class(config)(_Shared(config))
         transport = _FakeTransport()
         protocol.connection_made(transport)
         raw = request(body)
@@ -213,3 +215,24 @@ def test_cli_serves_several_ports_and_stops_on_sigterm():
             proc.kill()
             proc.wait(timeout=10)
         proc.stdout.close()
+
+
+def test_fixed_answers_skip_the_parser_callbacks_they_do_not_need():
+    assert _protocol_class(MockConfig()) is _MockProtocol
+    lean = _MockProtocol
+    assert not any(hasattr(lean, name) for name in ("on_header", "on_url", "on_body"))
+    both = _protocol_class(MockConfig(echo_body=True, echo_headers="headers"))
+    assert all(hasattr(both, name) for name in ("on_header", "on_url", "on_body"))
+
+
+@pytest.mark.parametrize("mode", ["json", "headers"])
+def test_echo_headers_with_a_body(loop, mode):
+    async def main():
+        fields = dict(echo_headers=mode, echo_body=mode == "headers")
+        async with await start_mock(**fields) as mock:
+            (answer,), _ = await exchange(mock.port, request(b'{"x":1}', headers={"X-A": "1"}), 1)
+            if mode == "json":
+                assert json.loads(answer.body)["headers"]["x-a"] == "1"
+            else:
+                assert answer.headers["x-echo-x-a"] == "1" and answer.body == b'{"x":1}'
+    loop.run(main())
