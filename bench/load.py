@@ -286,7 +286,7 @@ def parse_wrk_output(text: str) -> WrkResult:
     if not m:
         raise ValueError("no request count in wrk output:\n" + text)
     requests, duration = int(m.group(1)), _duration_us(m.group(2) + m.group(3)) / 1e6
-    pct = dict(re.findall(r"^\s+(50|99)\.000%\s+(\S+)$", text, re.M) or re.findall(r"^\s+(50|99)%\s+(\S+)$", text, re.M))
+    pct = dict(re.findall(r"^\s+(50|99)(?:\.0+)?%\s+(\S+)$", text, re.M))
     if "50" not in pct or "99" not in pct:
         raise ValueError("no latency distribution in wrk output (run wrk with --latency)")
     errors = {"connect": 0, "read": 0, "write": 0, "status": 0, "timeout": 0}

@@ -26,18 +26,18 @@ BURN = ("import os,sys,time\n"
         "{after}\n")
 
 
-def _spawn_parent_of_burner(wait_for_child: bool) -> subprocess.Popen:
+def _spawn_parent_of_burner() -> subprocess.Popen:
+    """A parent blocked on stdin whose child burns CPU, says "burned PID", and blocks too."""
     child_code = BURN.format(seconds=0.3, after="sys.stdin.read()")
     parent = ("import subprocess,sys\n"
-              f"p = subprocess.Popen([sys.executable, '-c', {child_code!r}], stdout=sys.stdout, stdin=sys.stdin)\n"
-              + ("p.stdin and None; sys.stdout.flush()\n" if not wait_for_child else "")
-              + "sys.stdin.read()\n")
+              f"subprocess.Popen([sys.executable, '-c', {child_code!r}], stdout=sys.stdout, stdin=sys.stdin)\n"
+              "sys.stdin.read()\n")
     return subprocess.Popen([sys.executable, "-c", parent], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
 
 @needs_proc
 def test_tree_cpu_counts_live_descendants():
-    proc = _spawn_parent_of_burner(wait_for_child=False)
+    proc = _spawn_parent_of_burner()
     try:
         words = proc.stdout.readline().split()
         assert words[0] == "burned"
@@ -56,8 +56,9 @@ def test_tree_cpu_counts_live_descendants():
 
 @needs_proc
 def test_tree_cpu_counts_reaped_children():
+    burn = BURN.format(seconds=0.3, after="")
     code = ("import subprocess,sys\n"
-            f"subprocess.run([sys.executable, '-c', {BURN.format(seconds=0.3, after='')!r}], stdout=subprocess.DEVNULL)\n"
+            f"subprocess.run([sys.executable, '-c', {burn!r}], stdout=subprocess.DEVNULL)\n"
             "print('reaped', flush=True)\n"
             "sys.stdin.read()\n")
     proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -112,6 +113,13 @@ def test_parse_wrk_text_output():
     assert r.error_count == 10
 
 
+def test_parse_wrk_text_with_decimal_percentiles():
+    text = WRK_TEXT.replace("     50%  480.00us", "     50.000%  480.00us").replace("     99%    1.46ms",
+                                                                                  "     99.000%    1.46ms")
+    r = load.parse_wrk_output(text)
+    assert (r.p50_us, r.p99_us) == (480.0, 1460.0)
+
+
 def test_parse_wrk_script_summary_wins_over_text():
     line = ('BENCH_JSON {"requests":1000,"duration_us":2000000,"p50_us":300,"p99_us":2500,'
             '"errors":{"connect":0,"read":0,"write":0,"status":3,"timeout":0}}')
@@ -119,7 +127,10 @@ def test_parse_wrk_script_summary_wins_over_text():
     assert (r.requests, r.duration_s, r.rps, r.p50_us, r.p99_us, r.error_count) == (1000, 2.0, 500.0, 300, 2500, 3)
 
 
-@pytest.mark.parametrize("text", ["", WRK_TEXT.replace("  Latency Distribution", "").replace("     50%  480.00us\n", "")])
+NO_MEDIAN = WRK_TEXT.replace("  Latency Distribution", "").replace("     50%  480.00us\n", "")
+
+
+@pytest.mark.parametrize("text", ["", NO_MEDIAN])
 def test_parse_wrk_rejects_incomplete_output(text):
     with pytest.raises(ValueError):
         load.parse_wrk_output(text)
