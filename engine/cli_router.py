@@ -25,7 +25,10 @@ def add_serve(sub) -> None:
                        help="after SIGTERM, seconds of failing readiness before the "
                             "listener closes (KServe: 30)")
     serve.add_argument("--max-body-size", type=int, default=64 * 1024 * 1024)
-    serve.add_argument("--log-level", default=None)
+    serve.add_argument("--log-level", default=None,
+                       help="INFO (default), or DEBUG for one record per step")
+    serve.add_argument("--access-log", action="store_true",
+                       help="one JSON log record per graph request")
     serve.add_argument("--inferencegraph-name", help="the InferenceGraph's name (KServe's router flag)")
     serve.add_argument("--enable-tls", action="store_true", help=argparse.SUPPRESS)
     serve.add_argument("--enable-auth", action="store_true", help=argparse.SUPPRESS)
@@ -92,7 +95,8 @@ def cmd_serve(args, out, err, stdin) -> int:
     options = ServeOptions(
         host=args.host, http_port=args.http_port, workers=args.workers,
         drain_seconds=KSERVE_DRAIN_SECONDS if args.drain_seconds is None else args.drain_seconds,
-        max_body_size=args.max_body_size, policy=policy_from(args))
+        max_body_size=args.max_body_size, policy=policy_from(args),
+        access_log=args.access_log)
     graph.compile(policy=options.policy)  # fail here, before any worker starts
     return serve(graph, options)
 

@@ -18,6 +18,23 @@ cdef object _CancelledError = _asyncio.CancelledError
 
 cdef bytes _SWITCH_MISS = b"None of the routes matched with the switch condition"
 
+# Per-step DEBUG records: off unless the engine logger is at DEBUG (checked once per
+# step as a C flag, so a release router pays nothing for it).
+cdef bint _trace_steps = False
+cdef object _step_log = None
+
+
+def set_step_tracing(logger):
+    """Log every step (node, step, status, bytes) to ``logger`` at DEBUG; None: off."""
+    global _trace_steps, _step_log
+    _step_log = logger
+    _trace_steps = logger is not None
+
+
+cdef void trace_step(PlanNode node, PlanStep step, StepResult result):
+    _step_log.debug("step", extra={"node": node.name, "step": step.name or str(step.index),
+                                   "status": result.status, "bytes": len(result.body)})
+
 
 class RouteFailure(Exception):
     """A step or node failed: KServe answers 500 (404 for a Switch miss at the root)
@@ -238,6 +255,8 @@ async def run_sequence(CompiledPlan plan, PlanNode node, object request, RunCont
         if type(r) is not StepResult:
             r = await r
         result = step_result(r)
+        if _trace_steps:
+            trace_step(node, step, result)
         response = result.body
         if step.hard and not (200 <= result.status <= 299):
             return result
@@ -246,15 +265,23 @@ async def run_sequence(CompiledPlan plan, PlanNode node, object request, RunCont
 
 async def run_switch(CompiledPlan plan, PlanNode node, object request, RunContext ctx, bint is_root):
     cdef PlanStep step
-    if body_is_valid_json(request):
-        for s in node.steps:
-            step = <PlanStep>s
-            if step.condition is not None and path_exists(step.condition, request):
-                r = call_step(plan, step, request, ctx)
-                if type(r) is not StepResult:
-                    r = step_result(await r)
-                return r
-    raise RouteFailure(_SWITCH_MISS.decode(), 404 if is_root else 500)
+    cdef PlanStep taken = None
+    # KServe validates the request, then takes the first step whose path exists.
+    # Finding the step first gives the same answer (an invalid request is a miss
+    # either way) and spares the validation scan when nothing matches.
+    for s in node.steps:
+        step = <PlanStep>s
+        if step.condition is not None and path_exists(step.condition, request):
+            taken = step
+            break
+    if taken is None or not body_is_valid_json(request):
+        raise RouteFailure(_SWITCH_MISS.decode(), 404 if is_root else 500)
+    r = call_step(plan, taken, request, ctx)
+    if type(r) is not StepResult:
+        r = step_result(await r)
+    if _trace_steps:
+        trace_step(node, taken, <StepResult>r)
+    return r
 
 
 async def run_splitter(CompiledPlan plan, PlanNode node, object request, RunContext ctx):
@@ -268,6 +295,8 @@ async def run_splitter(CompiledPlan plan, PlanNode node, object request, RunCont
             r = call_step(plan, step, request, ctx)
             if type(r) is not StepResult:
                 r = step_result(await r)
+            if _trace_steps:
+                trace_step(node, step, <StepResult>r)
             return r
     raise RouteFailure("no Splitter step was picked: weights do not sum to 100")
 
@@ -293,6 +322,8 @@ cdef class EnsembleJoin:
             self.waiter.set_result(outcome)
             return
         cdef StepResult res = <StepResult>outcome
+        if _trace_steps:
+            trace_step(self.node, <PlanStep>self.node.steps[i], res)
         if not body_is_valid_json(res.body) or not _is_object_or_null(res.body):
             self.waiter.set_result(RouteFailure(go_unmarshal_map_error(res.body)))
             return

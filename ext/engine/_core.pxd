@@ -317,6 +317,7 @@ cdef class GraphApp:
     cdef readonly long long requests_total
     cdef readonly long long requests_failed
     cdef readonly long long in_flight
+    cdef readonly object access_log
     cpdef bytes metrics_text(self)
 
 
