@@ -377,14 +377,19 @@ spec:
 """
 
 
+# KServe's pickupRoute draws from [0, 100], so a lone weight-100 step is missed (and
+# the handler panics) once in 101 requests; the engine draws from [0, 100) (see
+# docs/semantics.md), so repeating the request pins that every draw picks the step.
+SPLITTER_REPEATS = 64
+
+
 def test_scenario9_nested_splitter_soft_error_continues(loop):
     async def go():
         async with models(**kserve_pair()) as servers:
-            [(status, body)] = await ask(SPLITTER_SCENARIO_9, servers, IRIS)
-            assert status == 200
-            assert body == SUCCESS_BODY
+            answers = await ask(SPLITTER_SCENARIO_9, servers, *[IRIS] * SPLITTER_REPEATS)
+            assert answers == [(200, SUCCESS_BODY)] * SPLITTER_REPEATS
             # the Splitter ignores the condition (iris_input has no decision_picker)
-            assert calls(servers) == {SUCCESS: 1, ERROR: 1}
+            assert calls(servers) == {SUCCESS: SPLITTER_REPEATS, ERROR: SPLITTER_REPEATS}
     loop.run(go())
 
 
@@ -417,8 +422,7 @@ spec:
 def test_scenario10_nested_splitter_hard_error_stops(loop):
     async def go():
         async with models(**kserve_pair()) as servers:
-            [(status, body)] = await ask(SPLITTER_SCENARIO_10, servers, IRIS)
-            assert status == 404
-            assert body == ERROR_BODY
-            assert calls(servers) == {SUCCESS: 0, ERROR: 1}
+            answers = await ask(SPLITTER_SCENARIO_10, servers, *[IRIS] * SPLITTER_REPEATS)
+            assert answers == [(404, ERROR_BODY)] * SPLITTER_REPEATS
+            assert calls(servers) == {SUCCESS: 0, ERROR: SPLITTER_REPEATS}
     loop.run(go())
