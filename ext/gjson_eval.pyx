@@ -946,6 +946,12 @@ cdef int eval_path(cstr j, Py_ssize_t n, cstr path, Py_ssize_t pn, Res* out,
     cdef Res tmp
     res_clear(out)
     if pn > 1:
+        if path[0] == 64 and pn >= 5 and memcmp(path, b"@this", 5) == 0 and \
+                (pn == 5 or path[5] == 46 or path[5] == 124):
+            # @this returns its input: evaluate in place instead of copying the body
+            if pn > 5:
+                return eval_path(j, n, path + 6, pn - 6, out, arena)
+            return parse_value(j, n, out, arena)
         if path[0] == 64 or path[0] == 33:
             r = exec_modifier(j, n, path, pn) if path[0] == 64 else exec_static(path, pn)
             if r is not None:

@@ -122,6 +122,17 @@ cdef _V _get_v(bytes json, bytes path):
         arena_release(&arena)
 
 
+cdef _V _get_v_at(cstr j, Py_ssize_t n, bytes path):
+    cdef Arena arena
+    cdef Res r
+    arena.items = NULL
+    try:
+        eval_path(j, n, <cstr>PyBytes_AS_STRING(path), len(path), &r, &arena)
+        return _v_of(&r)
+    finally:
+        arena_release(&arena)
+
+
 cdef list _foreach(_V t):
     """Result.ForEach as a list of (key, value); key is None for array items."""
     cdef list out = []
@@ -769,12 +780,11 @@ cdef object exec_multipath(cstr j, Py_ssize_t n, cstr path, Py_ssize_t pn):
     i += 1
     if i < pn and path[i] != 124 and path[i] != 46:
         return None
-    doc = _span_bytes(j, n)
     b = bytearray()
     b.append(kind)
     cnt = 0
     for name, sub in sels:
-        res = _get_v(doc, sub)
+        res = _get_v_at(j, n, sub)
         if not res.exists():
             continue
         if cnt > 0:
