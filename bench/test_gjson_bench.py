@@ -25,15 +25,20 @@ CONDITIONS = {
 def make_doc(size: int) -> bytes:
     """An inference request of about ``size`` bytes; the matches come last."""
     row = {"modelId": "1", "data": [0.125, -3.5, 42, 7.0e-3], "tag": "a \"quoted\" name"}
-    one = len(json.dumps(row)) + 1
-    count = max(1, (size - 200) // (2 * one))
-    doc = {
-        "instances": [row] * count + [{"modelId": "2"}],
-        "predictions": [{"label": "cat", "score": 0.1}] * count + [{"label": "dog"}],
-        "parameters": {"route": "b"},
-        "decision_picker": "ERROR",
-    }
-    return json.dumps(doc, separators=(",", ":")).encode()
+    pred = {"label": "cat", "score": 0.1}
+
+    def build(count: int) -> bytes:
+        doc = {
+            "instances": [row] * count + [{"modelId": "2"}],
+            "predictions": [pred] * count + [{"label": "dog"}],
+            "parameters": {"route": "b"},
+            "decision_picker": "ERROR",
+        }
+        return json.dumps(doc, separators=(",", ":")).encode()
+
+    per_row = len(build(2)) - len(build(1))
+    count = max(1, (size - len(build(0))) // per_row)
+    return build(count)
 
 
 DOCS = {name: make_doc(size) for name, size in SIZES.items()}

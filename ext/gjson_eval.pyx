@@ -934,6 +934,45 @@ cdef Py_ssize_t _parse_array(Ctx* c, Py_ssize_t i, cstr path, Py_ssize_t pn,
     return i
 
 
+cdef Py_ssize_t this_array_fast(cstr j, Py_ssize_t n, cstr rest, Py_ssize_t rn,
+                                Res* out, Arena* arena) except -2:
+    """'[@this].REST' without building '[' + document + ']' (KServe's own idiom).
+
+    gjson evaluates REST on that new array.  When the document is one closed object
+    or array followed only by whitespace, scanning the document itself with a virtual
+    ']' at its end (as JSON Lines mode does) visits exactly the same bytes, so no copy
+    is needed.  Returns -1 (caller falls back) for anything else.
+    """
+    cdef Ctx c
+    cdef Py_ssize_t i0 = 0, e, k
+    cdef bint closed, hit
+    cdef Res tmp
+    if rn > 1 and (rest[0] == 64 or rest[0] == 33 or rest[0] == 91 or rest[0] == 123 or
+                   (rest[0] == 46 and rest[1] == 46)):
+        return -1
+    while i0 < n and j[i0] <= 32 and j[i0] != 123 and j[i0] != 91:
+        i0 += 1
+    if i0 == n or (j[i0] != 123 and j[i0] != 91):
+        return -1
+    e = squash_ex(j, n, i0, &closed)
+    if not closed:
+        return -1
+    for k in range(e, n):
+        if j[k] > 32:
+            return -1
+    memset(&c, 0, sizeof(Ctx))
+    c.j = j + i0
+    c.n = n - i0
+    c.arena = arena
+    parse_array(&c, 0, rest, rn, &hit)
+    if c.piped:
+        tmp = c.value
+        eval_path(tmp.raw, tmp.rawlen, c.pipe.p, c.pipe.n, out, arena)
+        return 0
+    out[0] = c.value
+    return 0
+
+
 cdef int eval_path(cstr j, Py_ssize_t n, cstr path, Py_ssize_t pn, Res* out,
              Arena* arena) except -1:
     """gjson.Get(json, path) into out; pointers in out live as long as j and arena."""
@@ -952,6 +991,11 @@ cdef int eval_path(cstr j, Py_ssize_t n, cstr path, Py_ssize_t pn, Res* out,
             if pn > 5:
                 return eval_path(j, n, path + 6, pn - 6, out, arena)
             return parse_value(j, n, out, arena)
+        if pn > 8 and path[0] == 91 and memcmp(path, b"[@this]", 7) == 0 and \
+                (path[7] == 46 or path[7] == 124):
+            i = this_array_fast(j, n, path + 8, pn - 8, out, arena)
+            if i >= 0:
+                return 0
         if path[0] == 64 or path[0] == 33:
             r = exec_modifier(j, n, path, pn) if path[0] == 64 else exec_static(path, pn)
             if r is not None:

@@ -118,6 +118,12 @@ cdef inline Py_ssize_t parse_string(cstr j, Py_ssize_t n, Py_ssize_t i,
 
 
 cdef inline Py_ssize_t parse_squash(cstr j, Py_ssize_t n, Py_ssize_t i) noexcept nogil:
+    cdef bint closed
+    return squash_ex(j, n, i, &closed)
+
+
+cdef inline Py_ssize_t squash_ex(cstr j, Py_ssize_t n, Py_ssize_t i,
+                                 bint* closed) noexcept nogil:
     """Skip the nested value opening at i ('[', '{' or '('); returns its end.
 
     Like gjson, an unterminated string inside returns n + 1 (the raw value still
@@ -126,6 +132,7 @@ cdef inline Py_ssize_t parse_squash(cstr j, Py_ssize_t n, Py_ssize_t i) noexcept
     cdef Py_ssize_t depth = 1, s2, qi
     cdef const void* q
     cdef unsigned char c
+    closed[0] = False
     i += 1
     while i < n:
         c = j[i]
@@ -149,6 +156,7 @@ cdef inline Py_ssize_t parse_squash(cstr j, Py_ssize_t n, Py_ssize_t i) noexcept
         else:
             depth -= 1
             if depth == 0:
+                closed[0] = True
                 return i + 1
         i += 1
     return n

@@ -120,3 +120,21 @@ def test_truncated_documents_are_invalid_and_values_stay_in_bounds(value, data):
 def test_random_bytes_never_crash(doc, path):
     gjson.compile(path).get(doc)
     gjson.valid(doc)
+
+
+this_rests = st.lists(st.sampled_from(
+    ["#", "0", "1", "#(a)", "#(a==1)#", "#(k)", ".", "|", "a", "k", "#.a", "*", "@this"]),
+    min_size=1, max_size=3).map(".".join)
+
+
+@PROPS
+@given(json_values, st.sampled_from(["", " ", "\n", " x", "]", "}", " {}"]), this_rests,
+       st.integers(0, 3))
+def test_this_array_fast_path_equals_materialized_array(value, tail, rest, cut):
+    # '[@this].REST' is evaluated in place; '[@this,!nope]' builds the same array
+    doc = json.dumps(value).encode() + tail.encode()
+    doc = doc[:len(doc) - cut] if cut < len(doc) else doc
+    for sep in ".|":
+        fast = gjson.compile("[@this]" + sep + rest).get(doc)
+        slow = gjson.compile("[@this,!nope]" + sep + rest).get(doc)
+        assert (fast.exists, fast.raw, fast.type) == (slow.exists, slow.raw, slow.type)
