@@ -187,6 +187,26 @@ cdef class Path:
         finally:
             arena_release(&arena)
 
+    cdef bint c_exists_valid(self, const char* doc, Py_ssize_t n) except -1:
+        cdef Arena arena
+        cdef Res r
+        arena.items = NULL
+        try:
+            eval_valid_doc(<cstr>doc, n, self._p, self._n, &r, &arena)
+            return res_exists(&r)
+        finally:
+            arena_release(&arena)
+
+    cdef bint c_match(self, const char* doc, Py_ssize_t n) except -1:
+        if not c_valid(doc, n):
+            return False
+        return self.c_exists_valid(doc, n)
+
+    def match(self, doc):
+        """KServe's condition test: ``valid(doc) and get(doc).exists``."""
+        cdef _Doc d = _doc_of(doc)
+        return self.c_match(<const char*>d.p, d.n)
+
     def get(self, doc):
         """Evaluate on ``doc`` (bytes, str, or any buffer); returns a Result."""
         cdef _Doc d = _doc_of(doc)

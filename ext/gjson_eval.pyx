@@ -935,13 +935,14 @@ cdef Py_ssize_t _parse_array(Ctx* c, Py_ssize_t i, cstr path, Py_ssize_t pn,
 
 
 cdef Py_ssize_t this_array_fast(cstr j, Py_ssize_t n, cstr rest, Py_ssize_t rn,
-                                Res* out, Arena* arena) except -2:
+                                Res* out, Arena* arena, bint trusted) except -2:
     """'[@this].REST' without building '[' + document + ']' (KServe's own idiom).
 
     gjson evaluates REST on that new array.  When the document is one closed object
     or array followed only by whitespace, scanning the document itself with a virtual
     ']' at its end (as JSON Lines mode does) visits exactly the same bytes, so no copy
-    is needed.  Returns -1 (caller falls back) for anything else.
+    is needed.  Returns -1 (caller falls back) for anything else.  ``trusted`` means
+    the caller has checked c_valid(j, n), which already proves that shape.
     """
     cdef Ctx c
     cdef Py_ssize_t i0 = 0, e, k
@@ -954,12 +955,13 @@ cdef Py_ssize_t this_array_fast(cstr j, Py_ssize_t n, cstr rest, Py_ssize_t rn,
         i0 += 1
     if i0 == n or (j[i0] != 123 and j[i0] != 91):
         return -1
-    e = squash_ex(j, n, i0, &closed)
-    if not closed:
-        return -1
-    for k in range(e, n):
-        if j[k] > 32:
+    if not trusted:
+        e = squash_ex(j, n, i0, &closed)
+        if not closed:
             return -1
+        for k in range(e, n):
+            if j[k] > 32:
+                return -1
     memset(&c, 0, sizeof(Ctx))
     c.j = j + i0
     c.n = n - i0
@@ -971,6 +973,16 @@ cdef Py_ssize_t this_array_fast(cstr j, Py_ssize_t n, cstr rest, Py_ssize_t rn,
         return 0
     out[0] = c.value
     return 0
+
+
+cdef int eval_valid_doc(cstr j, Py_ssize_t n, cstr path, Py_ssize_t pn, Res* out,
+                        Arena* arena) except -1:
+    """eval_path for a document known to pass c_valid (KServe checks that first)."""
+    if pn > 8 and path[0] == 91 and memcmp(path, b"[@this]", 7) == 0 and \
+            (path[7] == 46 or path[7] == 124):
+        if this_array_fast(j, n, path + 8, pn - 8, out, arena, True) >= 0:
+            return 0
+    return eval_path(j, n, path, pn, out, arena)
 
 
 cdef int eval_path(cstr j, Py_ssize_t n, cstr path, Py_ssize_t pn, Res* out,
@@ -993,7 +1005,7 @@ cdef int eval_path(cstr j, Py_ssize_t n, cstr path, Py_ssize_t pn, Res* out,
             return parse_value(j, n, out, arena)
         if pn > 8 and path[0] == 91 and memcmp(path, b"[@this]", 7) == 0 and \
                 (path[7] == 46 or path[7] == 124):
-            i = this_array_fast(j, n, path + 8, pn - 8, out, arena)
+            i = this_array_fast(j, n, path + 8, pn - 8, out, arena, False)
             if i >= 0:
                 return 0
         if path[0] == 64 or path[0] == 33:

@@ -138,3 +138,13 @@ def test_this_array_fast_path_equals_materialized_array(value, tail, rest, cut):
         fast = gjson.compile("[@this]" + sep + rest).get(doc)
         slow = gjson.compile("[@this,!nope]" + sep + rest).get(doc)
         assert (fast.exists, fast.raw, fast.type) == (slow.exists, slow.raw, slow.type)
+
+
+@PROPS
+@given(json_values, st.sampled_from(["", " ", "\n", " x", "]", "}"]), this_rests,
+       st.sampled_from(["[@this].", "[@this]|", "", "k."]), st.integers(0, 2))
+def test_match_is_valid_and_exists(value, tail, rest, prefix, cut):
+    doc = (json.dumps({"k": value, "a": 1}) + tail).encode()
+    doc = doc[:len(doc) - cut]
+    path = gjson.compile(prefix + rest)
+    assert path.match(doc) == (gjson.valid(doc) and path.exists(doc))

@@ -28,6 +28,11 @@ cdef class Path:
     cdef Py_ssize_t _n
     cdef readonly str source
     cdef bint c_exists(self, const char* doc, Py_ssize_t n) except -1
+    # c_exists for a document the caller has already checked with c_valid: skips the
+    # shape check that '[@this].' paths otherwise need (KServe validates first)
+    cdef bint c_exists_valid(self, const char* doc, Py_ssize_t n) except -1
+    # gjson.ValidBytes(doc) && gjson.GetBytes(doc, path).Exists(): a KServe condition
+    cdef bint c_match(self, const char* doc, Py_ssize_t n) except -1
     cdef int c_get(self, cstr doc, Py_ssize_t n, Res* out, Arena* arena) except -1
 
 
