@@ -51,6 +51,17 @@ cdef extern from *:
         for (; i < n; i++) if (gj_is_struct(p[i])) return i;
         return n;
     }
+    /* Index of byte b in p[i:n], or -1.  JSON strings are mostly short, so a
+       plain loop over the first 16 bytes beats a call to memchr. */
+    static inline Py_ssize_t gj_find_byte(const unsigned char* p, Py_ssize_t i,
+                                          Py_ssize_t n, unsigned char b) {
+        Py_ssize_t lim = i + 16 < n ? i + 16 : n;
+        const void* q;
+        for (; i < lim; i++) if (p[i] == b) return i;
+        if (i >= n) return -1;
+        q = memchr(p + i, b, (size_t)(n - i));
+        return q ? (Py_ssize_t)((const unsigned char*)q - p) : -1;
+    }
     /* Next '"', backslash or control byte inside a string (for the validator). */
     static inline Py_ssize_t gj_next_str_special(const unsigned char* p, Py_ssize_t i,
                                                  Py_ssize_t n) {
@@ -74,6 +85,7 @@ cdef extern from *:
     }
     """
     Py_ssize_t gj_next_struct(cstr p, Py_ssize_t i, Py_ssize_t n) nogil
+    Py_ssize_t gj_find_byte(cstr p, Py_ssize_t i, Py_ssize_t n, unsigned char b) nogil
     Py_ssize_t gj_next_str_special(cstr p, Py_ssize_t i, Py_ssize_t n) nogil
 
 
@@ -141,7 +153,6 @@ cdef inline Py_ssize_t _esc_quote_scan(cstr j, Py_ssize_t n, Py_ssize_t i,
     them back to index lo (exclusive), which callers pass as gjson does.
     """
     cdef Py_ssize_t k, cnt
-    cdef const void* q
     while True:
         if j[i - 1] == 92:
             cnt = 0
@@ -152,10 +163,9 @@ cdef inline Py_ssize_t _esc_quote_scan(cstr j, Py_ssize_t n, Py_ssize_t i,
                 cnt += 1
                 k -= 1
             if cnt % 2 == 0:
-                q = memchr(j + i + 1, 34, n - i - 1)
-                if q == NULL:
+                i = gj_find_byte(j, i + 1, n, 34)
+                if i < 0:
                     return -1
-                i = <cstr>q - j
                 continue
         return i
 
@@ -163,14 +173,12 @@ cdef inline Py_ssize_t _esc_quote_scan(cstr j, Py_ssize_t n, Py_ssize_t i,
 cdef inline Py_ssize_t parse_string(cstr j, Py_ssize_t n, Py_ssize_t i,
                                     bint* esc, bint* ok) noexcept nogil:
     """i is just past the opening quote; returns the index past the closing quote."""
-    cdef const void* q = memchr(j + i, 34, n - i)
-    cdef Py_ssize_t qi
+    cdef Py_ssize_t qi = gj_find_byte(j, i, n, 34)
     esc[0] = False
-    if q == NULL:
+    if qi < 0:
         ok[0] = False
         return n
-    qi = <cstr>q - j
-    if memchr(j + i, 92, qi - i) == NULL:
+    if gj_find_byte(j, i, qi, 92) < 0:
         ok[0] = True
         return qi + 1
     qi = _esc_quote_scan(j, n, qi, 0)
@@ -195,7 +203,6 @@ cdef inline Py_ssize_t squash_ex(cstr j, Py_ssize_t n, Py_ssize_t i,
     ends at n: callers clamp with sq_end), which stops the enclosing scan.
     """
     cdef Py_ssize_t depth = 1, s2, qi
-    cdef const void* q
     cdef unsigned char c
     closed[0] = False
     i += 1
@@ -207,10 +214,9 @@ cdef inline Py_ssize_t squash_ex(cstr j, Py_ssize_t n, Py_ssize_t i,
         if c == 34:
             i += 1
             s2 = i
-            q = memchr(j + i, 34, n - i)
-            if q == NULL:
+            qi = gj_find_byte(j, i, n, 34)
+            if qi < 0:
                 return n + 1
-            qi = <cstr>q - j
             if qi > s2 and j[qi - 1] == 92:
                 qi = _esc_quote_scan(j, n, qi, s2 - 1)
                 if qi < 0:
@@ -386,16 +392,19 @@ cdef bytes unescape_bytes(cstr s, Py_ssize_t n):
     return b[:m] if m != n else b
 
 
+cdef cstr keep_unescaped(cstr p, Py_ssize_t n, Py_ssize_t* outn, Arena* arena) except NULL:
+    cdef bytes u = unescape_bytes(p, n)
+    outn[0] = len(u)
+    return arena_keep(arena, u)
+
+
 cdef int set_string(Res* r, cstr raw, Py_ssize_t rawlen, bint esc, Arena* arena) except -1:
     """Fill r as a String from its raw quoted form (gjson strips the quotes)."""
-    cdef bytes u
     r.type = T_STRING
     r.raw = raw
     r.rawlen = rawlen
     if esc:
-        u = unescape_bytes(raw + 1, rawlen - 2)
-        r.s = arena_keep(arena, u)
-        r.slen = len(u)
+        r.s = keep_unescaped(raw + 1, rawlen - 2, &r.slen, arena)
     else:
         r.s = raw + 1
         r.slen = rawlen - 2

@@ -123,12 +123,14 @@ def test_random_bytes_never_crash(doc, path):
 
 
 this_rests = st.lists(st.sampled_from(
-    ["#", "0", "1", "#(a)", "#(a==1)#", "#(k)", ".", "|", "a", "k", "#.a", "*", "@this"]),
+    ["#", "0", "1", "#(a)", "#(a==1)#", "#(k)", ".", "|", "a", "k", "#.a", "*", "@this",
+     "#(==0)#", "#(!=null)#", "#(%\"*\")"]),
     min_size=1, max_size=3).map(".".join)
 
 
 @PROPS
-@given(json_values, st.sampled_from(["", " ", "\n", " x", "]", "}", " {}"]), this_rests,
+@given(json_values, st.sampled_from(["", " ", "\n", " x", "]", "}", " {}", " n", "[", " \"", " [1"]),
+       this_rests,
        st.integers(0, 3))
 def test_this_array_fast_path_equals_materialized_array(value, tail, rest, cut):
     # '[@this].REST' is evaluated in place; '[@this,!nope]' builds the same array
