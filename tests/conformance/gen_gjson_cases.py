@@ -5,7 +5,9 @@ Usage (needs Go and Debian's golang-github-tidwall-gjson-dev, works offline):
     python tests/conformance/gen_gjson_cases.py
 
 builds tests/conformance/gjson_oracle/main.go against gjson 1.14.x, asks it about every
-(document, path) pair below and writes one JSON line per case.  Constructs that
+(document, path) pair below (a hand-picked cross product, byte-level mutations of the
+documents, and seeded random documents under random chains of path components) and
+writes one JSON line per case.  Constructs that
 changed after 1.14 (the @dig modifier, the ~true/~false/~null/~* tilde values) come
 from HAND_WRITTEN, written from gjson v1.18's SYNTAX.md and source, and are marked
 "source": "hand-written-v1.18".  CI only reads the committed corpus.
@@ -189,10 +191,47 @@ def fuzz_pairs(rng: random.Random, count: int):
         yield doc, rng.choice(PATHS)
 
 
+RANDOM_KEYS = ["a", "b", "c", "name", "x.y", "a*", "\u00e9", "", "k\"q", "1", "0"]
+RANDOM_SCALARS = [None, True, False, 0, 1, -2.5, 1e21, "x", "", "true", "1", "a\"b",
+                  "\u00e9", "0", "*", 3]
+RANDOM_COMPONENTS = [
+    "a", "b", "c", "name", "0", "1", "2", "#", "*", "?", "a*", "x\\.y", "k\\\"q", "\u00e9",
+    "@this", "@reverse", "@keys", "@values", "@flatten", "@join", "@ugly", "@pretty",
+    "@valid", "@tostr", "@fromstr", "@group", "#(a)", "#(a==1)", "#(a==1)#", "#(==\"x\")",
+    "#(==true)#", "#(b>0)#", "#(a!=null)#", "#(a%\"*\")", "#(a<\"b\")#", "#(#>1)",
+    "#(a.#>0)#", "[a,b]", "{a,b}", "{\"k\":a}", "!true", "!1", "#.a", "#.#", "[@this]",
+    "..0",
+]
+
+
+def random_value(rng: random.Random, depth: int = 0):
+    r = rng.random()
+    if depth > 3 or r < 0.35:
+        return rng.choice(RANDOM_SCALARS)
+    if r < 0.65:
+        return [random_value(rng, depth + 1) for _ in range(rng.randrange(4))]
+    return {rng.choice(RANDOM_KEYS): random_value(rng, depth + 1)
+            for _ in range(rng.randrange(4))}
+
+
+def random_pairs(rng: random.Random, count: int):
+    """Random documents (some truncated) under random chains of path components."""
+    for _ in range(count):
+        doc = json.dumps(random_value(rng), ensure_ascii=rng.random() < 0.5,
+                         indent=rng.choice([None, None, 1]))
+        if rng.random() < 0.15:
+            doc = doc[: rng.randrange(len(doc) + 1)]
+        path = rng.choice(RANDOM_COMPONENTS)
+        for _ in range(rng.randrange(4)):
+            path += rng.choice(".|") + rng.choice(RANDOM_COMPONENTS)
+        yield doc, path
+
+
 def main() -> int:
     pairs = [(d, p) for d in DOCS[:16] for p in PATHS]
     pairs += [(d, p) for d in DOCS[16:] for p in PATHS[:40]]
     pairs += list(fuzz_pairs(random.Random(20240501), 600))
+    pairs += list(random_pairs(random.Random(20240502), 1500))
     pairs = [(d, p) for d, p in pairs if "@dig" not in p and "~" not in p]
     with tempfile.TemporaryDirectory() as tmp:
         exe = build_oracle(Path(tmp))
