@@ -123,7 +123,17 @@ PATHS = [
     "friends.#(nets.#(%\"i*\"))#.last", "friends.#(nets.#(==\"tw\")#)#.first",
 ]
 
+# SYNTAX.md's tilde example, and the variant from tidwall/gjson issue #327 that made
+# ~false mean "false-ish" instead of "not true-ish"
+TILDE_VALS = ('{"vals":[{"a":1,"b":"true"},{"a":2,"b":true},{"a":3,"b":false},{"a":4,"b":"0"},'
+              '{"a":5,"b":0},{"a":6,"b":"1"},{"a":7,"b":1},{"a":8,"b":"true"},'
+              '{"a":9,"b":false},{"a":10,"b":null},{"a":11}]}')
+TILDE_ISSUE_327 = TILDE_VALS.replace('"b":"true"},{"a":2,"b":true}',
+                                     '"b":"something"},{"a":2,"b":"else"}')
+
 HAND_WRITTEN_DOCS = {
+    "tilde": TILDE_VALS,
+    "issue327": TILDE_ISSUE_327,
     "vals": DOCS[8],
     "syntax": DOCS[0],
     "kserve": DOCS[3],
@@ -133,6 +143,14 @@ HAND_WRITTEN_DOCS = {
 # ~true is true-ish (true, a "true"/"1"/"t" string, a non-zero number), ~false is
 # false-ish or missing, ~null is null or missing, ~* is any existing value.
 HAND_WRITTEN = [
+    ("tilde", "vals.#(b==~true)#.a", True, "[1,2,6,7,8]"),
+    ("tilde", "vals.#(b==~false)#.a", True, "[3,4,5,9,10,11]"),
+    ("tilde", "vals.#(b==~null)#.a", True, "[10,11]"),
+    ("tilde", "vals.#(b==~*)#.a", True, "[1,2,3,4,5,6,7,8,9,10]"),
+    ("tilde", "vals.#(b!=~*)#.a", True, "[11]"),
+    ("issue327", "vals.#(b==~false)#.a", True, "[3,4,5,9,10,11]"),
+    ("issue327", "vals.#(b==~true)#.a", True, "[6,7,8]"),
+    ("issue327", "vals.#(b!=~false)#.a", True, "[1,2,6,7,8]"),
     ("vals", "vals.#(b==~true)#.a", True, "[1,5]"),
     ("vals", "vals.#(b==~false)#.a", True, "[2,3,4,6]"),
     ("vals", "vals.#(b==~null)#.a", True, "[3,4]"),
