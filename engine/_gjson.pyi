@@ -1,10 +1,8 @@
 """Typed stubs for engine._gjson (GJSON paths evaluated on raw JSON bytes)."""
 from typing import Any, Literal
 
-from collections.abc import Buffer
-
 TypeName = Literal["Null", "False", "Number", "String", "True", "JSON"]
-Doc = bytes | bytearray | memoryview | str | Buffer
+Doc = bytes | bytearray | memoryview | str
 
 class PathProblem:
     position: int

@@ -128,7 +128,7 @@ cdef class Result:
         return f"<gjson.Result {self.type} {self._raw!r}>"
 
 
-cdef object _py_value(_V v):
+cdef object _py_value(_V v, Py_ssize_t depth=0):
     # Value(): objects keep the first of duplicate keys, numbers are floats
     cdef dict d
     if v.type == T_STRING:
@@ -140,15 +140,16 @@ cdef object _py_value(_V v):
     if v.type == T_NUMBER:
         return v.num
     if v.type == T_JSON:
+        _enter(depth)
         if v.is_object():
             d = {}
             for k, item in _foreach(v):
                 ks = (<_V>k).s.decode("utf-8", "replace")
                 if ks not in d:
-                    d[ks] = _py_value(item)
+                    d[ks] = _py_value(item, depth + 1)
             return d
         if v.is_array():
-            return [_py_value(item) for _, item in _foreach(v)]
+            return [_py_value(item, depth + 1) for _, item in _foreach(v)]
     return None
 
 

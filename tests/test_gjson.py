@@ -52,6 +52,19 @@ def test_valid():
     assert gjson.valid(deep)
 
 
+def test_deep_nesting_is_scanned_iteratively_and_recursion_is_bounded():
+    deep = b'{"a":' + b"[" * 200000 + b"]" * 200000 + b',"b":1}'
+    assert gjson.valid(deep)
+    assert gjson.get(deep, "b").raw == b"1"
+    assert gjson.get(deep, "a.#").raw == b"1"
+    # modifiers that walk every level hit Python's recursion limit, not the C stack
+    for path in ("@pretty", "@dig:b", "a|@flatten:{\"deep\":true}"):
+        with pytest.raises(RecursionError):
+            gjson.get(deep, path)
+    with pytest.raises(RecursionError):
+        gjson.get(deep, "a").value()
+
+
 @pytest.mark.parametrize("path,position,fragment", [
     ("", 0, "empty"),
     ("friends.#(age>45", 9, "never closed"),
