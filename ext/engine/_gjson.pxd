@@ -1,5 +1,6 @@
 # Declarations of engine._gjson shared with other extension modules (engine._core
 # cimports Path and c_valid to evaluate Switch and Sequence conditions on raw bytes).
+cimport cython
 
 ctypedef const unsigned char* cstr
 
@@ -22,6 +23,7 @@ cdef struct Arena:
     void* items
 
 
+@cython.final
 cdef class Path:
     cdef bytes _pathb
     cdef cstr _p
