@@ -68,3 +68,25 @@ def test_valid(benchmark, size):
     doc = DOCS[size]
     benchmark.extra_info["bytes"] = len(doc)
     assert benchmark(gjson.valid, doc) is True
+
+
+def make_tensor_doc(size: int) -> bytes:
+    """A v1-protocol tensor request: numbers only, the shape of most model inputs."""
+    row = [round(i * 0.37, 3) for i in range(256)]
+    per_row = len(json.dumps(row, separators=(",", ":"))) + 1
+    doc = {"instances": [row] * max(1, size // per_row), "parameters": {"route": "b"}}
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+TENSOR = make_tensor_doc(1 << 20)
+
+
+def test_tensor_1MB_path(benchmark):
+    path = gjson.compile("parameters.route")
+    benchmark.extra_info["bytes"] = len(TENSOR)
+    assert benchmark(path.exists, TENSOR) is True
+
+
+def test_tensor_1MB_valid(benchmark):
+    benchmark.extra_info["bytes"] = len(TENSOR)
+    assert benchmark(gjson.valid, TENSOR) is True
