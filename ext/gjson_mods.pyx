@@ -193,7 +193,6 @@ cdef list _foreach(_V t):
                 return out
             i = e
             out.append((key, _v_of(&vr)))
-            i += 0
             # gjson's loop increments past the byte that ended the value
             i += 1
     finally:

@@ -89,22 +89,6 @@ cdef extern from *:
     Py_ssize_t gj_next_str_special(cstr p, Py_ssize_t i, Py_ssize_t n) nogil
 
 
-# Bytes that end a "squash" walk over a nested value's non-string bytes.
-cdef unsigned char SQUASH_STOP[256]
-# Bytes that need attention inside a string for the validator.
-cdef unsigned char VALID_STR_STOP[256]
-
-
-cdef void _init_tables() noexcept:
-    cdef int c
-    for c in range(256):
-        SQUASH_STOP[c] = c in (34, 40, 41, 91, 93, 123, 125)   # " ( ) [ ] { }
-        VALID_STR_STOP[c] = c < 32 or c == 34 or c == 92
-
-
-_init_tables()
-
-
 cdef inline void res_clear(Res* r) noexcept nogil:
     memset(r, 0, sizeof(Res))
 
