@@ -14,8 +14,8 @@ cdef enum:
 
 cdef extern from *:
     """
-    /* Find the next byte of a nested value that a squash walk must look at:
-       one of " ( ) [ ] { }.  SSE2 (every x86-64) checks 16 bytes per step. */
+    /* Hot scanning loops in C.  SSE2 (every x86-64) classifies 16 bytes per step;
+       other targets use the same lookup tables byte by byte. */
     #if defined(__SSE2__) && defined(__GNUC__)
     #include <emmintrin.h>
     #endif
@@ -26,30 +26,77 @@ cdef extern from *:
         1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
         ['"'] = 1, [0x5C] = 1};
     #define gj_is_struct(c) (gj_struct_tab[(unsigned char)(c)])
-    static inline Py_ssize_t gj_next_struct(const unsigned char* p, Py_ssize_t i,
-                                            Py_ssize_t n) {
-        /* Dense JSON (objects, short strings) finds a stop within a few bytes: look
-           byte by byte first, and switch to 16-byte steps only on long runs. */
-        Py_ssize_t lim = i + 16 < n ? i + 16 : n;
-        for (; i < lim; i++) if (gj_is_struct(p[i])) return i;
+    #if defined(__GNUC__)
+    #define gj_ctz(x) __builtin_ctz(x)
+    #else
+    static inline int gj_ctz(unsigned x) { int k = 0; while (!(x & 1u)) { x >>= 1; k++; } return k; }
+    #endif
+    /* Bit k set when p[k] is one of " ( ) [ ] { } (k < len <= 16). */
+    static inline unsigned gj_struct_mask(const unsigned char* p, Py_ssize_t len) {
     #if defined(__SSE2__) && defined(__GNUC__)
-        const __m128i q = _mm_set1_epi8('"'), lp = _mm_set1_epi8('(');
-        const __m128i rp = _mm_set1_epi8(')'), lb = _mm_set1_epi8('{');
-        const __m128i rb = _mm_set1_epi8('}'), bit = _mm_set1_epi8(0x20);
-        while (i + 16 <= n) {
-            __m128i x = _mm_loadu_si128((const __m128i*)(p + i));
-            __m128i y = _mm_or_si128(x, bit);   /* '[' -> '{' and ']' -> '}' */
+        if (len == 16) {
+            const __m128i q = _mm_set1_epi8('"'), lp = _mm_set1_epi8('(');
+            const __m128i rp = _mm_set1_epi8(')'), lb = _mm_set1_epi8('{');
+            const __m128i rb = _mm_set1_epi8('}'), bit = _mm_set1_epi8(0x20);
+            __m128i x = _mm_loadu_si128((const __m128i*)p);
+            __m128i y = _mm_or_si128(x, bit);
             __m128i m = _mm_or_si128(
                 _mm_or_si128(_mm_cmpeq_epi8(x, q), _mm_cmpeq_epi8(x, lp)),
                 _mm_or_si128(_mm_cmpeq_epi8(x, rp),
                              _mm_or_si128(_mm_cmpeq_epi8(y, lb), _mm_cmpeq_epi8(y, rb))));
-            int mask = _mm_movemask_epi8(m);
-            if (mask) return i + __builtin_ctz((unsigned)mask);
-            i += 16;
+            return (unsigned)_mm_movemask_epi8(m);
         }
     #endif
-        for (; i < n; i++) if (gj_is_struct(p[i])) return i;
-        return n;
+        unsigned mask = 0;
+        Py_ssize_t k;
+        for (k = 0; k < len; k++) if (gj_is_struct(p[k])) mask |= 1u << k;
+        return mask;
+    }
+    /* gjson's parseSquash from the opener at p[i]: the index past the matching closer
+       (*closed = 1); n when the value never closes; n + 1 when it ends inside a
+       string.  Strings and brackets are found 16 bytes at a time from a bit mask;
+       a quote is escaped when an odd run of backslashes precedes it (counted back to
+       the string's start, as gjson does). */
+    static Py_ssize_t gj_squash(const unsigned char* p, Py_ssize_t n, Py_ssize_t i,
+                                int* closed) {
+        Py_ssize_t depth = 1, s2 = 0, base = i + 1, len, k, j, run;
+        int in_str = 0;
+        unsigned mask;
+        *closed = 0;
+        while (base < n) {
+            len = n - base < 16 ? n - base : 16;
+            mask = gj_struct_mask(p + base, len);
+            while (mask) {
+                k = base + gj_ctz(mask);
+                mask &= mask - 1;
+                if (in_str) {
+                    if (p[k] != '"') continue;
+                    if (p[k - 1] == 0x5C) {
+                        run = 0;
+                        for (j = k - 2; j > s2 - 1 && p[j] == 0x5C; j--) run++;
+                        if (run % 2 == 0) continue;
+                    }
+                    in_str = 0;
+                    continue;
+                }
+                switch (p[k]) {
+                case '"':
+                    in_str = 1;
+                    s2 = k + 1;
+                    break;
+                case '{': case '[': case '(':
+                    depth++;
+                    break;
+                default:
+                    if (--depth == 0) {
+                        *closed = 1;
+                        return k + 1;
+                    }
+                }
+            }
+            base += len;
+        }
+        return in_str ? n + 1 : n;
     }
     /* Index of byte b in p[i:n], or -1.  JSON strings are mostly short, so a
        plain loop over the first 16 bytes beats a call to memchr. */
@@ -76,7 +123,7 @@ cdef extern from *:
                 _mm_or_si128(_mm_cmpeq_epi8(x, q), _mm_cmpeq_epi8(x, bs)),
                 _mm_cmpeq_epi8(_mm_min_epu8(x, lo), x));
             int mask = _mm_movemask_epi8(m);
-            if (mask) return i + __builtin_ctz((unsigned)mask);
+            if (mask) return i + gj_ctz((unsigned)mask);
             i += 16;
         }
     #endif
@@ -84,7 +131,7 @@ cdef extern from *:
         return n;
     }
     """
-    Py_ssize_t gj_next_struct(cstr p, Py_ssize_t i, Py_ssize_t n) nogil
+    Py_ssize_t gj_squash(cstr p, Py_ssize_t n, Py_ssize_t i, int* closed) nogil
     Py_ssize_t gj_find_byte(cstr p, Py_ssize_t i, Py_ssize_t n, unsigned char b) nogil
     Py_ssize_t gj_next_str_special(cstr p, Py_ssize_t i, Py_ssize_t n) nogil
 
@@ -186,35 +233,10 @@ cdef inline Py_ssize_t squash_ex(cstr j, Py_ssize_t n, Py_ssize_t i,
     Like gjson, an unterminated string inside returns n + 1 (the raw value still
     ends at n: callers clamp with sq_end), which stops the enclosing scan.
     """
-    cdef Py_ssize_t depth = 1, s2, qi
-    cdef unsigned char c
-    closed[0] = False
-    i += 1
-    while i < n:
-        i = gj_next_struct(j, i, n)
-        if i >= n:
-            break
-        c = j[i]
-        if c == 34:
-            i += 1
-            s2 = i
-            qi = gj_find_byte(j, i, n, 34)
-            if qi < 0:
-                return n + 1
-            if qi > s2 and j[qi - 1] == 92:
-                qi = _esc_quote_scan(j, n, qi, s2 - 1)
-                if qi < 0:
-                    return n + 1
-            i = qi
-        elif c == 123 or c == 91 or c == 40:
-            depth += 1
-        else:
-            depth -= 1
-            if depth == 0:
-                closed[0] = True
-                return i + 1
-        i += 1
-    return n
+    cdef int c = 0
+    cdef Py_ssize_t e = gj_squash(j, n, i, &c)
+    closed[0] = c != 0
+    return e
 
 
 cdef inline Py_ssize_t sq_end(Py_ssize_t i, Py_ssize_t n) noexcept nogil:

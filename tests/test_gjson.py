@@ -163,3 +163,45 @@ def test_match_is_valid_and_exists(value, tail, rest, prefix, cut):
     doc = doc[:len(doc) - cut]
     path = gjson.compile(prefix + rest)
     assert path.match(doc) == (gjson.valid(doc) and path.exists(doc))
+
+
+def _reference_squash(doc: bytes, i: int) -> bytes:
+    """gjson's parseSquash, transcribed byte for byte (slow, obviously correct)."""
+    s, depth, n = i, 1, len(doc)
+    i += 1
+    while i < n:
+        c = doc[i]
+        if c == 0x22:
+            i += 1
+            s2 = i
+            while i < n:
+                if doc[i] > 0x5C:
+                    i += 1
+                    continue
+                if doc[i] == 0x22:
+                    if doc[i - 1] == 0x5C:
+                        run, j = 0, i - 2
+                        while j > s2 - 1 and doc[j] == 0x5C:
+                            run, j = run + 1, j - 1
+                        if run % 2 == 0:
+                            i += 1
+                            continue
+                    break
+                i += 1
+        elif c in b"{[(":
+            depth += 1
+        elif c in b"}])":
+            depth -= 1
+            if depth == 0:
+                return doc[s:i + 1]
+        i += 1
+    return doc[s:]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from([b"[", b"]", b"{", b"}", b"(", b")", b'"', b"\\", b"\\\"",
+                                 b"a", b" ", b"12345678901234567", b"\\\\"]),
+                max_size=60).map(b"".join))
+def test_nested_value_skipping_matches_gjson(body):
+    doc = b'{"a":[' + body
+    assert gjson.get(doc, "a").raw == _reference_squash(doc, 5)
