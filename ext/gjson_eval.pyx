@@ -568,6 +568,7 @@ cdef Py_ssize_t parse_object(Ctx* c, Py_ssize_t i, cstr path, Py_ssize_t pn,
     cdef cstr j = c.j
     cdef Py_ssize_t n = c.n, s, keylen
     cdef bint pmatch = False, kesc = False, vesc, ok = False, hit = False, num
+    cdef Py_ssize_t mark = 0
     cdef cstr key
     cdef unsigned char ch
     cdef Py_ssize_t qi
@@ -606,11 +607,14 @@ cdef Py_ssize_t parse_object(Ctx* c, Py_ssize_t i, cstr path, Py_ssize_t pn,
         if not ok:
             return i
         if kesc:
+            mark = arena_mark(c.arena)
             key = keep_unescaped(key, keylen, &keylen, c.arena)
         if rp.wild:
             pmatch = match_limit(key, keylen, rp.part.p, rp.part.n)
         else:
             pmatch = keylen == rp.part.n and (keylen == 0 or memcmp(key, rp.part.p, keylen) == 0)
+        if kesc:
+            arena_reset(c.arena, mark)
         hit = pmatch and not rp.more
         # the value
         while i < n:
@@ -788,7 +792,7 @@ cdef Py_ssize_t _parse_array(Ctx* c, Py_ssize_t i, cstr path, Py_ssize_t pn,
                              bint* hit_out, ArrPath* rp, QState* multi,
                              QState* alog) except -2:
     cdef cstr j = c.j
-    cdef Py_ssize_t n = c.n, h = 0, partidx = -1, s, idx, k, cnt, nal
+    cdef Py_ssize_t n = c.n, h = 0, partidx = -1, s, idx, k, cnt, nal, mark
     cdef bint pmatch = False, hit = False, vesc, ok, num, closed
     cdef unsigned char ch
     cdef Res qval, res
@@ -798,12 +802,15 @@ cdef Py_ssize_t _parse_array(Ctx* c, Py_ssize_t i, cstr path, Py_ssize_t pn,
     cdef Py_ssize_t* offs
     hit_out[0] = False
     parse_array_path(path, pn, rp, c.arena)
+    mark = arena_mark(c.arena)
     if not rp.arrch:
         partidx = parse_uint(rp.part.p, rp.part.n)
     if not rp.more and rp.piped:
         c.pipe = rp.pipe
         c.piped = True
     while i < n + 1:
+        # a found value returns at once, so the previous element's scratch is garbage
+        arena_reset(c.arena, mark)
         if not rp.arrch:
             pmatch = partidx == h
             hit = pmatch and not rp.more
@@ -910,6 +917,7 @@ cdef Py_ssize_t _parse_array(Ctx* c, Py_ssize_t i, cstr path, Py_ssize_t pn,
                                         result_string_form(&res, &rawp, &rawn, c.arena)
                                         qs_append(multi, rawp, rawn)
                                         cnt += 1
+                                arena_reset(c.arena, mark)
                         qs_append(multi, <cstr>b"]", 1)
                         set_built_json(&c.value, multi, c.arena)
                         hit_out[0] = True

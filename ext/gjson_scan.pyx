@@ -166,6 +166,18 @@ cdef void arena_release(Arena* arena) noexcept:
         arena.items = NULL
 
 
+cdef inline Py_ssize_t arena_mark(Arena* arena) noexcept:
+    return 0 if arena.items == NULL else len(<list>arena.items)
+
+
+cdef inline int arena_reset(Arena* arena, Py_ssize_t mark) except -1:
+    """Drop what was kept after mark: a scan frees each element's scratch (unescaped
+    strings and keys) before the next, so memory never grows with the document."""
+    if arena.items != NULL and len(<list>arena.items) > mark:
+        del (<list>arena.items)[mark:]
+    return 0
+
+
 cdef cstr arena_keep(Arena* arena, bytes b) except NULL:
     cdef list items
     if arena.items == NULL:

@@ -205,3 +205,19 @@ def _reference_squash(doc: bytes, i: int) -> bytes:
 def test_nested_value_skipping_matches_gjson(body):
     doc = b'{"a":[' + body
     assert gjson.get(doc, "a").raw == _reference_squash(doc, 5)
+
+
+def test_scratch_memory_does_not_grow_with_the_document():
+    import tracemalloc
+    doc = b'{"rows":[' + b",".join([b'{"t\\u0041":"a\\"b","k":1}'] * 20000) + b"]}"
+    for path in ('rows.#(t\\u0041=="zz")', 'rows.#(tA=="zz")#.k', "rows.#.tA", "rows.#.k"):
+        compiled = gjson.compile(path)
+        result = len(compiled.get(doc).raw)
+        tracemalloc.start()
+        try:
+            compiled.exists(doc)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        # every key and value here is escaped; only the result may take memory
+        assert peak < 3 * result + 50_000, (path, peak, result, len(doc))
