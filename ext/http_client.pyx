@@ -756,3 +756,37 @@ cdef str _dial_error_text(exc, _HostPool pool):
             if t in text:
                 return f"dial tcp {pool.dial_address}: connect: {t}"
     return f"dial tcp {pool.dial_address}: {exc}"
+
+
+def _scan_response(chunks, int repeat=1):
+    """Feed ``chunks`` (one upstream answer) into a detached client connection
+    ``repeat`` times; returns (ClientResponse, reusable). For tests feeding fragments
+    and for bench/http_micro.py, which times this scanner against httptools."""
+    cdef HttpClient client = HttpClient(idle_timeout=0)
+    cdef Endpoint ep = Endpoint("http://scanner.invalid/")
+    cdef _HostPool pool = _HostPool(client, ep)
+    cdef _ClientConnection conn = _ClientConnection(pool)
+    cdef _Call call
+    cdef int i
+    loop = _asyncio.new_event_loop()
+    for i in range(repeat):
+        call = _Call.__new__(_Call)
+        call.ep = ep
+        call.fut = loop.create_future()
+        call.phase = CP_HEADERS
+        conn.call = call
+        conn.state = RS_HEAD
+        conn.response_close = False
+        conn.got_byte = False
+        for chunk in chunks:
+            if conn.call is None:
+                break
+            conn.data_received(chunk)
+        if conn.call is not None and conn.state == RS_UNTIL_EOF:
+            conn.connection_lost(None)
+        if not call.fut.done():
+            raise AssertionError("incomplete response")
+        result = call.fut.result()
+        del pool.idle[:]
+    loop.close()
+    return result, not conn.response_close

@@ -21,6 +21,7 @@ cdef list _JSON_HEADERS = [(b"Content-Type", b"application/json")]
 # Pipelined requests parsed ahead of their answers: past this many, stop reading.
 cdef Py_ssize_t _PIPELINE_HIGH = 32
 cdef Py_ssize_t _PIPELINE_LOW = 8
+cdef double _LINGER_SECONDS = 1.0
 
 
 class _LimitExceeded(Exception):
@@ -207,10 +208,11 @@ cdef class _HttpServerProtocol:
 
     def data_received(self, data):
         cdef bint was_in_head
-        cdef Py_ssize_t n
+        cdef Py_ssize_t n, done_before
         if self.closing:
             return
         was_in_head = self.in_message and not self.headers_done
+        done_before = self.messages_done
         try:
             self.parser.feed_data(data)
         except _HttpParserUpgrade:
@@ -228,7 +230,12 @@ cdef class _HttpServerProtocol:
             # a header llhttp is still accumulating is invisible to the callbacks:
             # bound it by the bytes fed while the head was incomplete
             n = len(data)
-            self.head_raw = self.head_raw + n if was_in_head else 0
+            if was_in_head:
+                self.head_raw += n
+            elif self.messages_done == done_before:
+                self.head_raw = n       # the whole read is this head (bar leading CRLFs)
+            else:
+                self.head_raw = 0       # unknown share: the next read bounds it
             if self.head_raw > self.server.max_header_size or \
                     self.head_bytes > self.server.max_header_size:
                 self.fail(431, "Request Header Fields Too Large")
@@ -291,6 +298,7 @@ cdef class _HttpServerProtocol:
 
     def on_message_complete(self):
         cdef HttpRequest req = HttpRequest.__new__(HttpRequest)
+        self.messages_done += 1
         self.in_message = False
         self.continue_owed = False
         self.read_deadline = 0.0
@@ -395,7 +403,15 @@ cdef class _HttpServerProtocol:
             self.transport.writelines(msg)
         if close:
             self.closing = True
-            self.transport.close()
+            if self.lingering and self.transport.can_write_eof():
+                # Closing with unread input would send a reset that can destroy the
+                # answer in flight: half-close, discard input for a moment, then close.
+                self.transport.write_eof()
+                self.read_deadline = mono_now() + _LINGER_SECONDS
+                self.arm_timer()
+                self.update_reading()
+            else:
+                self.transport.close()
         elif not self.pending and not self.in_message and self.server.idle_timeout > 0:
             self.read_deadline = mono_now() + self.server.idle_timeout
             self.arm_timer()
@@ -406,6 +422,7 @@ cdef class _HttpServerProtocol:
         if self.closing:
             return
         self.closing = True
+        self.lingering = True
         self.in_message = False
         self.continue_owed = False
         slot = _PendingAnswer.__new__(_PendingAnswer)
@@ -420,7 +437,7 @@ cdef class _HttpServerProtocol:
         raise _LimitExceeded(reason)
 
     cdef update_reading(self):
-        cdef bint want_pause = (self.writing_paused or self.closing or
+        cdef bint want_pause = (self.writing_paused or (self.closing and not self.lingering) or
                                 len(self.pending) >= _PIPELINE_HIGH)
         if self.transport is None:
             return

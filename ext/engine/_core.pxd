@@ -65,6 +65,7 @@ cdef class _HttpServerProtocol:
     cdef Py_ssize_t head_bytes
     cdef Py_ssize_t head_raw
     cdef Py_ssize_t nheaders
+    cdef Py_ssize_t messages_done
     cdef long long content_length
     cdef bint in_message
     cdef bint headers_done
@@ -72,6 +73,7 @@ cdef class _HttpServerProtocol:
     cdef bint continue_owed
     cdef bint closing
     cdef bint closed
+    cdef bint lingering
     cdef bint writing_paused
     cdef bint reading_paused
     cdef int error_status
