@@ -195,13 +195,15 @@ def main():
     ap.add_argument("--requests", type=int, default=20000)
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--loop", default="uvloop", choices=["uvloop", "asyncio"])
+    ap.add_argument("--router-only", action="store_true", help="skip the scanner comparison")
     args = ap.parse_args()
     if args.role == "upstream":
         run_upstream(args.fd)
     elif args.role == "load":
         run_load(args.port, args.requests, args.concurrency)
     else:
-        compare_scanners()
+        if not args.router_only:
+            compare_scanners()
         measure_router(args)
 
 

@@ -70,6 +70,7 @@ cdef class Endpoint:
 
 
 @cython.final
+@cython.no_gc      # holds only bytes and a list of bytes pairs: no cycles
 cdef class ClientResponse:
     """A backend's answer: status, headers in order, body bytes."""
 
@@ -417,6 +418,10 @@ cdef class _ClientConnection:
         self.pool.forget(self)
 
     def eof_received(self):
+        # an idle connection the peer closed must not be handed out before
+        # connection_lost arrives (writes to a closing transport are dropped)
+        if self.call is None:
+            self.closed = True
         return None
 
     def pause_writing(self):

@@ -29,6 +29,7 @@ class _LimitExceeded(Exception):
 
 
 @cython.final
+@cython.no_gc      # holds only bytes, lists of bytes pairs and a tuple: no cycles
 cdef class HttpRequest:
     """One parsed request, handed to the server's handler."""
 
@@ -253,6 +254,7 @@ cdef class _HttpServerProtocol:
         self.head_raw = 0
         self.nheaders = 0
         self.expect_continue = False
+        self.connection_header = False
         self.content_length = -1
         if self.server.read_timeout > 0:
             self.read_deadline = mono_now() + self.server.read_timeout
@@ -272,6 +274,8 @@ cdef class _HttpServerProtocol:
         if header_is(name, b"content-length", 14):
             # llhttp has validated the digits
             self.content_length = int(value)
+        elif header_is(name, b"connection", 10):
+            self.connection_header = True
         elif header_is(name, b"expect", 6):
             self.expect_continue = header_is(value.strip(), b"100-continue", 12)
         self.headers.append((name, value))
@@ -312,7 +316,10 @@ cdef class _HttpServerProtocol:
         else:
             req.body = b"".join(self.chunks)
         req.keep_alive = self.parser.should_keep_alive()
-        req.http10 = self.parser.get_http_version() == "1.0"
+        # HTTP/1.0 stays open only with "Connection: keep-alive", which the answer
+        # must then repeat; the version string is only worth building in that case
+        req.http10 = req.keep_alive and self.connection_header and \
+            self.parser.get_http_version() == "1.0"
         req.transport_info = self.peer
         self.headers = None
         self.chunks = None

@@ -70,6 +70,7 @@ cdef class _HttpServerProtocol:
     cdef bint in_message
     cdef bint headers_done
     cdef bint expect_continue
+    cdef bint connection_header
     cdef bint continue_owed
     cdef bint closing
     cdef bint closed
