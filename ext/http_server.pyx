@@ -189,10 +189,8 @@ cdef class _HttpServerProtocol:
         self.write = None
 
     def eof_received(self):
-        # the peer stopped sending; answers still owed are written before closing
-        if self.pending and not self.in_message:
-            self.closing = True
-            return True
+        # As Go's server: a peer that stops sending is gone; its handlers are
+        # cancelled (connection_lost) rather than left running for a half-closed socket.
         return None
 
     def pause_writing(self):

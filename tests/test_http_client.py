@@ -395,3 +395,76 @@ def test_https(loop, tls_files):
         srv.close()
         await server.drain(2.0)
     loop.run(main())
+
+
+def test_cancelled_call_still_drains_and_reuses(loop):
+    async def main():
+        gate = asyncio.get_running_loop().create_future()
+
+        async def gated(up, reader, writer, index):
+            while True:
+                head, body = await up.read_request(reader)
+                if body == b"slow":
+                    await gate
+                writer.write(answer(body))
+
+        client = _core.HttpClient()
+        async with Upstream(gated) as up:
+            fut = client.request(up.ep, b"slow")
+            for _ in range(100):
+                if up.requests:
+                    break
+                await asyncio.sleep(0)
+            fut.cancel()
+            gate.set_result(None)
+            assert (await client.request(up.ep, b"next")).body == b"next"
+            assert up.connections in (1, 2)
+            assert (await client.request(up.ep, b"again")).body == b"again"
+        await client.close()
+    loop.run(main())
+
+
+def test_timeout_while_waiting_for_a_pool_slot(loop):
+    async def main():
+        gate = asyncio.get_running_loop().create_future()
+
+        async def gated(up, reader, writer, index):
+            while True:
+                head, body = await up.read_request(reader)
+                await gate
+                writer.write(answer(body))
+
+        client = _core.HttpClient(max_connections_per_host=1)
+        async with Upstream(gated) as up:
+            first = client.request(up.ep, b"1")
+            with pytest.raises(UpstreamError, match=r"awaiting headers\)$"):
+                await client.request(up.ep, b"2", timeout=0.1)
+            gate.set_result(None)
+            assert (await first).body == b"1"
+            assert (await client.request(up.ep, b"3")).body == b"3"
+            assert up.connections == 1
+        await client.close()
+    loop.run(main())
+
+
+def test_close_fails_waiting_calls(loop):
+    async def main():
+        async def silent(up, reader, writer, index):
+            await up.read_request(reader)
+            await asyncio.get_running_loop().create_future()
+
+        client = _core.HttpClient(max_connections_per_host=1)
+        async with Upstream(silent) as up:
+            running = client.request(up.ep, b"1")
+            waiting = client.request(up.ep, b"2")
+            for _ in range(100):
+                if up.requests:
+                    break
+                await asyncio.sleep(0)
+            await client.close()
+            for fut in (running, waiting):
+                with pytest.raises(UpstreamError):
+                    await fut
+            with pytest.raises(RuntimeError):
+                client.request(up.ep, b"3")
+    loop.run(main())

@@ -372,3 +372,52 @@ def test_response_validation():
         _core.HttpResponse(42)
     r = _core.HttpResponse(200, b"x", [(b"A", b"b")])
     assert (r.status, r.body, r.headers) == (200, b"x", [(b"A", b"b")])
+
+
+def test_connection_close_request_ends_the_connection(loop):
+    seen = []
+
+    def handler(req):
+        seen.append(req.path)
+        return echo(req)
+
+    async def main():
+        async with serving(handler) as (server, port), connect(port) as (reader, writer):
+            writer.write(post(b"/last", b"1", b"Connection: close\r\n") + post(b"/ignored", b"2"))
+            status, headers, body = await read_response(reader)
+            assert (body, headers[b"connection"]) == (b"1", b"close")
+            assert await reader.read() == b""
+        assert seen == [b"/last"]
+    loop.run(main())
+
+
+def test_expect_continue_with_too_large_body_gets_413_only(loop):
+    async def main():
+        async with serving(echo, max_body_size=10) as (server, port), connect(port) as (reader, writer):
+            writer.write(b"POST / HTTP/1.1\r\nContent-Length: 11\r\nExpect: 100-continue\r\n\r\n")
+            assert await expect_error_and_close(reader, 413) == "Request Entity Too Large"
+    loop.run(main())
+
+
+@pytest.mark.parametrize("hang_up", ["close", "half-close"])
+def test_client_hang_up_cancels_pending_handler(loop, hang_up):
+    async def main():
+        lp = asyncio.get_running_loop()
+        never = lp.create_future()
+        async with serving(lambda req: never) as (server, port):
+            async with connect(port) as (reader, writer):
+                writer.write(post())
+                for _ in range(100):
+                    if server.active_requests:
+                        break
+                    await asyncio.sleep(0)
+                assert server.active_requests == 1
+                if hang_up == "half-close":
+                    writer.write_eof()
+                    assert await reader.read() == b""
+            for _ in range(100):
+                if never.cancelled():
+                    break
+                await asyncio.sleep(0)
+            assert never.cancelled() and server.active_requests == 0
+    loop.run(main())
