@@ -479,7 +479,7 @@ cdef class _HttpServerProtocol:
         # Never sleep past one timeout period: a later, shorter deadline (read after idle)
         # then finds the timer already early enough and needs no new handle.
         cdef double now = mono_now()
-        if deadline > now + self.server.timer_period:
+        if self.server.timer_period > 0 and deadline > now + self.server.timer_period:
             deadline = now + self.server.timer_period
         self.timer_at = deadline
         self.timer = self.loop.call_later(deadline - now, self.on_timer)

@@ -98,7 +98,7 @@ def test_request_and_reuse(loop):
                                                           (b"Content-Length", b"99"), (b"Host", b"evil")])
             head, body = up.requests[-1]
             assert head.lower().count(b"content-type") == 1 and b"text/plain" in head
-            assert b"99" not in head and b"evil" not in head and body == b"x"
+            assert b": 99" not in head and b"evil" not in head and body == b"x"
         await client.close()
     loop.run(main())
 

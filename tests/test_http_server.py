@@ -223,9 +223,10 @@ def test_header_limits_431(loop, case):
     loop.run(main())
 
 
-def test_malformed_request_400(loop):
+@pytest.mark.parametrize("timeouts", [{}, {"read_timeout": 0, "write_timeout": 0, "idle_timeout": 0}])
+def test_malformed_request_400(loop, timeouts):
     async def main():
-        async with serving(echo) as (server, port), connect(port) as (reader, writer):
+        async with serving(echo, **timeouts) as (server, port), connect(port) as (reader, writer):
             writer.write(post(body=b"ok") + b"NOT HTTP AT ALL\r\n\r\n")
             assert (await read_response(reader))[::2] == (200, b"ok")
             reason = await expect_error_and_close(reader, 400)
