@@ -465,6 +465,13 @@ cdef class _ClientConnection:
             call.fail(f"net/http: HTTP/1.x transport connection broken: {what}")
 
     def data_received(self, data):
+        try:
+            self.scan(data)
+        except Exception as exc:
+            # e.g. MemoryError for an absurd Content-Length: fail the call, never hang it
+            self.malformed(f"{type(exc).__name__}: {exc}")
+
+    cdef scan(self, data):
         cdef const char *p
         cdef Py_ssize_t n, pos = 0, take, old, i, size
         cdef const char *end

@@ -468,3 +468,8 @@ def test_close_fails_waiting_calls(loop):
             with pytest.raises(RuntimeError):
                 client.request(up.ep, b"3")
     loop.run(main())
+
+
+def test_absurd_content_length_fails_the_call():
+    with pytest.raises(UpstreamError, match="MemoryError|OverflowError"):
+        _core._scan_response([b"HTTP/1.1 200 OK\r\nContent-Length: 999999999999999999\r\n\r\n", b"x"])

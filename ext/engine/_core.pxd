@@ -190,5 +190,6 @@ cdef class _ClientConnection:
     cdef start(self, _Call call, bint reused)
     cdef fail_read(self, _Call call, exc)
     cdef malformed(self, str what)
+    cdef scan(self, data)
     cdef bint parse_head(self, const char *s, Py_ssize_t length) except -1
     cdef complete(self, _Call call, bint may_reuse)
