@@ -89,11 +89,16 @@ def measure_router(args):
     client = _core.HttpClient()
     ep = _core.Endpoint(f"http://127.0.0.1:{up_sock.getsockname()[1]}/v1/models/m:predict")
 
+    fixed = _core.HttpResponse(200, ANSWER, JSON)
+
     def forward(req):
         return _forward(client, ep, req)
 
+    def answer(req):
+        return fixed
+
     router_sock = _listen()
-    server, srv = loop.run_until_complete(_serve(forward, router_sock))
+    server, srv = loop.run_until_complete(_serve(answer if args.server_only else forward, router_sock))
     load = subprocess.Popen([sys.executable, "-m", "bench.http_micro", "--role", "load",
                              "--port", str(router_sock.getsockname()[1]), "--requests",
                              str(args.requests), "--concurrency", str(args.concurrency)],
@@ -116,7 +121,8 @@ def measure_router(args):
         upstream.wait(10)
         loop.close()
     n = args.requests
-    print(f"router on {args.loop}: {n} proxied requests, concurrency {args.concurrency}, "
+    what = "answered (server only, no upstream call)" if args.server_only else "proxied"
+    print(f"router on {args.loop}: {n} {what} requests, concurrency {args.concurrency}, "
           f"{n / wall:,.0f} req/s, router CPU {cpu / n * 1e6:.1f} us/request "
           f"(time.process_time of the router process)")
 
@@ -196,6 +202,8 @@ def main():
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--loop", default="uvloop", choices=["uvloop", "asyncio"])
     ap.add_argument("--router-only", action="store_true", help="skip the scanner comparison")
+    ap.add_argument("--server-only", action="store_true",
+                    help="the router answers itself: the server's share of the cost")
     args = ap.parse_args()
     if args.role == "upstream":
         run_upstream(args.fd)

@@ -341,6 +341,8 @@ def test_drain_finishes_in_flight_then_closes(loop):
             drain = lp.create_task(server.drain(5.0))
             assert await asyncio.wait_for(r2.read(), 5) == b""          # idle: closed now
             assert not drain.done() and server.active_requests == 1
+            async with connect(port) as (r3, w3):                      # accepted while draining
+                assert await asyncio.wait_for(r3.read(), 5) == b""
             release.set_result(None)
             status, headers, body = await read_response(r1)
             assert (status, body, headers[b"connection"]) == (200, b"s", b"close")
