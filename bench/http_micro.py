@@ -92,7 +92,7 @@ def measure_router(args):
     fixed = _core.HttpResponse(200, ANSWER, JSON)
 
     def forward(req):
-        return _forward(client, ep, req)
+        return _forward(client, ep, req, args.timeout)
 
     def answer(req):
         return fixed
@@ -123,11 +123,11 @@ def measure_router(args):
     n = args.requests
     what = "answered (server only, no upstream call)" if args.server_only else "proxied"
     print(f"router on {args.loop}: {n} {what} requests, concurrency {args.concurrency}, "
-          f"{n / wall:,.0f} req/s, router CPU {cpu / n * 1e6:.1f} us/request "
+          f"client timeout {args.timeout}, {n / wall:,.0f} req/s, router CPU {cpu / n * 1e6:.1f} us/request "
           f"(time.process_time of the router process)")
 
 
-def _forward(client, ep, req):
+def _forward(client, ep, req, timeout):
     fut = asyncio.get_running_loop().create_future()
 
     def done(f):
@@ -138,7 +138,7 @@ def _forward(client, ep, req):
             r = f.result()
             fut.set_result(_core.HttpResponse(r.status, r.body, JSON))
 
-    client.request(ep, req.body).add_done_callback(done)
+    client.request(ep, req.body, None, timeout).add_done_callback(done)
     return fut
 
 
@@ -202,6 +202,7 @@ def main():
     ap.add_argument("--concurrency", type=int, default=8)
     ap.add_argument("--loop", default="uvloop", choices=["uvloop", "asyncio"])
     ap.add_argument("--router-only", action="store_true", help="skip the scanner comparison")
+    ap.add_argument("--timeout", type=float, default=None, help="client timeout per upstream call")
     ap.add_argument("--server-only", action="store_true",
                     help="the router answers itself: the server's share of the cost")
     args = ap.parse_args()

@@ -100,6 +100,12 @@ cdef class _Call:
             (<_ClientConnection>conn).abort()
         self.fut.set_exception(_UpstreamError(text, url=self.ep.url))
 
+    cdef arm_own_timer(self):
+        """A timer for a call that has no connection yet (waiting or dialling)."""
+        if self.deadline > 0 and self.timer is None:
+            self.timer = self.fut.get_loop().call_later(
+                max(self.deadline - mono_now(), 0.0), self.on_timeout)
+
     cdef finish(self, ClientResponse resp):
         self.phase = CP_DONE
         self.conn = None
@@ -163,7 +169,8 @@ cdef class HttpClient:
             ep.pool_owner = self
             ep.pool = pool
         if timeout > 0:
-            call.timer = loop.call_later(timeout, call.on_timeout)
+            # armed lazily: on a pooled connection by its timer, else by the call's own
+            call.deadline = mono_now() + timeout
         pool.submit(call)
         return call.fut
 
@@ -255,12 +262,14 @@ cdef class _HostPool:
             self.nopen += 1
             self.dial(call)
         else:
+            call.arm_own_timer()
             self.waiters.append(call)
 
     cdef dial(self, _Call call):
         """Open a connection for call; the pool slot is already counted."""
         cdef _ClientConnection conn = _ClientConnection(self)
         loop = self.client.loop
+        call.arm_own_timer()
         if self.tls:
             ctx = self.client.ssl_context
             if ctx is None:
@@ -392,8 +401,35 @@ cdef class _ClientConnection:
         remote = transport.get_extra_info("peername")
         self.addresses = f"{_go_addr(local)}->{_go_addr(remote)}"
 
+    # ---- call deadlines: one lazily re-armed timer per connection ----
+
+    cdef arm_timer(self, double deadline):
+        # calls with equal timeouts in a row have later deadlines than the armed
+        # timer: it fires, finds the current deadline and re-arms (one handle per period)
+        cdef double now
+        if self.timer is not None:
+            if self.timer_at <= deadline:
+                return
+            self.timer.cancel()
+        now = mono_now()
+        self.timer_at = deadline
+        self.timer = self.pool.client.loop.call_later(max(deadline - now, 0.0), self.on_timer)
+
+    def on_timer(self):
+        cdef _Call call = self.call
+        self.timer = None
+        if call is None or call.deadline == 0 or self.closed:
+            return
+        if mono_now() >= call.deadline:
+            call.on_timeout()
+        else:
+            self.arm_timer(call.deadline)
+
     def connection_lost(self, exc):
         cdef _Call call = self.call
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         self.closed = True
         self.pool.active.discard(self)
         self.transport = None
@@ -444,6 +480,11 @@ cdef class _ClientConnection:
         self.response_close = False
         call.conn = self
         call.phase = CP_HEADERS
+        if call.deadline > 0:
+            if call.timer is not None:
+                call.timer.cancel()
+                call.timer = None
+            self.arm_timer(call.deadline)
         if call.body is None:
             self.write(call.head)
         else:

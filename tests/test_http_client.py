@@ -473,3 +473,24 @@ def test_close_fails_waiting_calls(loop):
 def test_absurd_content_length_fails_the_call():
     with pytest.raises(UpstreamError, match="MemoryError|OverflowError"):
         _core._scan_response([b"HTTP/1.1 200 OK\r\nContent-Length: 999999999999999999\r\n\r\n", b"x"])
+
+
+def test_timeout_after_fast_calls_on_the_same_connection(loop):
+    async def stall_on_request(up, reader, writer, index):
+        while True:
+            head, body = await up.read_request(reader)
+            if body == b"stall":
+                await asyncio.get_running_loop().create_future()
+            writer.write(answer(body))
+
+    async def main():
+        client = _core.HttpClient()
+        async with Upstream(stall_on_request) as up:
+            for i in range(3):     # the connection's timer stays armed for the first deadline
+                assert (await client.request(up.ep, b"%d" % i, timeout=0.3)).body == b"%d" % i
+            with pytest.raises(UpstreamError, match=r"awaiting headers\)$"):
+                await client.request(up.ep, b"stall", timeout=0.3)
+            assert (await client.request(up.ep, b"after", timeout=0.3)).body == b"after"
+            assert up.connections == 2
+        await client.close()
+    loop.run(main())

@@ -125,7 +125,9 @@ cdef class _Call:
     cdef bytes head
     cdef int phase
     cdef bint retried
+    cdef double deadline
 
+    cdef arm_own_timer(self)
     cdef finish(self, ClientResponse resp)
     cdef fail(self, str cause, bint prefixed=*)
 
@@ -184,7 +186,10 @@ cdef class _ClientConnection:
     cdef long long chunk_size
     cdef int digits
     cdef Py_ssize_t line_len
+    cdef object timer
+    cdef double timer_at
 
+    cdef arm_timer(self, double deadline)
     cdef bint in_idle(self)
     cdef abort(self)
     cdef start(self, _Call call, bint reused)
