@@ -12,6 +12,8 @@ from httptools import HttpParserUpgrade as _HttpParserUpgrade
 
 cdef object _server_log = _logging.getLogger("engine.http.server")
 cdef object _ensure_future = _asyncio.ensure_future
+cdef type _Future = _asyncio.Future
+cdef type _Task = _asyncio.Task
 cdef object _get_running_loop = _asyncio.get_running_loop
 cdef object _deque = _collections.deque
 
@@ -350,6 +352,10 @@ cdef class _HttpServerProtocol:
         slot.request = req
         if type(result) is HttpResponse:
             slot.response = <HttpResponse>result
+        elif type(result) is _Future or type(result) is _Task:
+            # the common awaitable: skip ensure_future's Python-level checks
+            slot.fut = result
+            result.add_done_callback(self.on_handler_done)
         else:
             try:
                 fut = _ensure_future(result, loop=self.loop)
