@@ -12,6 +12,9 @@ def router_rng_below(bound: int) -> int: ...
 # http_server.pyx
 class HttpRequest:
     """One parsed request, handed to the server's handler."""
+    def __init__(self, method: bytes = b"POST", path: bytes = b"/", headers: Optional[HeaderList] = None,
+                 body: Buffer = b"", keep_alive: bool = True,
+                 transport_info: Optional[tuple[str, int]] = None) -> None: ...
     @property
     def method(self) -> bytes: ...
     @property
@@ -82,6 +85,7 @@ class Endpoint:
 
 class ClientResponse:
     """A backend's answer."""
+    def __init__(self, status: int, body: Buffer = b"", headers: Optional[HeaderList] = None) -> None: ...
     @property
     def status(self) -> int: ...
     @property

@@ -72,7 +72,13 @@ cdef class Endpoint:
 @cython.final
 @cython.no_gc      # holds only bytes and a list of bytes pairs: no cycles
 cdef class ClientResponse:
-    """A backend's answer: status, headers in order, body bytes."""
+    """A backend's answer: status, headers in order, body bytes. The client builds these
+    without calling __init__; the constructor is for local backends and tests."""
+
+    def __init__(self, int status, object body=b"", list headers=None):
+        self.status = status
+        self.body = body
+        self.headers = headers if headers is not None else []
 
     def __repr__(self):
         return f"<ClientResponse {self.status} {len(self.body)} bytes>"

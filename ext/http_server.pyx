@@ -33,7 +33,17 @@ class _LimitExceeded(Exception):
 @cython.final
 @cython.no_gc      # holds only bytes, lists of bytes pairs and a tuple: no cycles
 cdef class HttpRequest:
-    """One parsed request, handed to the server's handler."""
+    """One parsed request, handed to the server's handler. The server builds these
+    without calling __init__; the constructor is for tests and embedded callers."""
+
+    def __init__(self, bytes method=b"POST", bytes path=b"/", list headers=None,
+                 object body=b"", bint keep_alive=True, object transport_info=None):
+        self.method = method
+        self.path = path
+        self.headers = headers if headers is not None else []
+        self.body = body
+        self.keep_alive = keep_alive
+        self.transport_info = transport_info
 
     def __repr__(self):
         return f"<HttpRequest {self.method!r} {self.path!r}>"

@@ -494,3 +494,9 @@ def test_timeout_after_fast_calls_on_the_same_connection(loop):
             assert up.connections == 2
         await client.close()
     loop.run(main())
+
+
+def test_client_response_constructor():
+    r = _core.ClientResponse(503, b"busy", [(b"Retry-After", b"1")])
+    assert (r.status, r.body, r.headers) == (503, b"busy", [(b"Retry-After", b"1")])
+    assert _core.ClientResponse(200).headers == []

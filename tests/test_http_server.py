@@ -424,3 +424,10 @@ def test_client_hang_up_cancels_pending_handler(loop, hang_up):
                 await asyncio.sleep(0)
             assert never.cancelled() and server.active_requests == 0
     loop.run(main())
+
+
+def test_request_constructor_for_embedded_callers():
+    req = _core.HttpRequest(b"GET", b"/readyz", [(b"A", b"1")], b"", False, ("h", 1))
+    assert (req.method, req.path, req.headers, req.body, req.keep_alive, req.transport_info) == \
+        (b"GET", b"/readyz", [(b"A", b"1")], b"", False, ("h", 1))
+    assert _core.HttpRequest().headers == [] and _core.HttpRequest().method == b"POST"
