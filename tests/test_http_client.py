@@ -500,3 +500,26 @@ def test_client_response_constructor():
     r = _core.ClientResponse(503, b"busy", [(b"Retry-After", b"1")])
     assert (r.status, r.body, r.headers) == (503, b"busy", [(b"Retry-After", b"1")])
     assert _core.ClientResponse(200).headers == []
+
+
+def test_many_concurrent_calls_through_engine_server(loop):
+    async def main():
+        lp = asyncio.get_running_loop()
+
+        async def handler(req):
+            await asyncio.sleep(0)
+            return _core.HttpResponse(200, req.body + b"!")
+
+        server = _core.HttpServer(handler)
+        srv = await lp.create_server(server.protocol_factory, "127.0.0.1", 0)
+        ep = _core.Endpoint(f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}/")
+        client = _core.HttpClient(max_connections_per_host=16)
+        bodies = [b"%d" % i * (i % 7 + 1) for i in range(400)]
+        results = await asyncio.gather(*(client.request(ep, b) for b in bodies))
+        assert [r.body for r in results] == [b + b"!" for b in bodies]
+        assert server.open_connections <= 16
+        await client.close()
+        srv.close()
+        await server.drain(2.0)
+        assert server.open_connections == 0
+    loop.run(main())
