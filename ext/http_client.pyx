@@ -828,24 +828,26 @@ def _scan_response(chunks, int repeat=1):
     cdef _Call call
     cdef int i
     loop = _asyncio.new_event_loop()
-    for i in range(repeat):
-        call = _Call.__new__(_Call)
-        call.ep = ep
-        call.fut = loop.create_future()
-        call.phase = CP_HEADERS
-        conn.call = call
-        conn.state = RS_HEAD
-        conn.response_close = False
-        conn.got_byte = False
-        for chunk in chunks:
-            if conn.call is None:
-                break
-            conn.data_received(chunk)
-        if conn.call is not None and conn.state == RS_UNTIL_EOF:
-            conn.connection_lost(None)
-        if not call.fut.done():
-            raise AssertionError("incomplete response")
-        result = call.fut.result()
-        del pool.idle[:]
-    loop.close()
+    try:
+        for i in range(repeat):
+            call = _Call.__new__(_Call)
+            call.ep = ep
+            call.fut = loop.create_future()
+            call.phase = CP_HEADERS
+            conn.call = call
+            conn.state = RS_HEAD
+            conn.response_close = False
+            conn.got_byte = False
+            for chunk in chunks:
+                if conn.call is None:
+                    break
+                conn.data_received(chunk)
+            if conn.call is not None and conn.state == RS_UNTIL_EOF:
+                conn.connection_lost(None)
+            if not call.fut.done():
+                raise AssertionError("incomplete response")
+            result = call.fut.result()
+            del pool.idle[:]
+    finally:
+        loop.close()
     return result, not conn.response_close
