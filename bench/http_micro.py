@@ -3,6 +3,10 @@ and client, and the client's response scanner against httptools.
 
     python -m bench.http_micro [--requests 20000] [--concurrency 8] [--loop uvloop]
 
+Without --router-only it runs, in one go: the scanner comparison, the bare
+uvloop+httptools forward baseline, the engine forward without and with a client
+timeout, and the engine server alone.
+
 Three processes on loopback: an upstream (our server answering a small JSON), the
 router (our server whose handler forwards each body with our client; measured), and a
 load generator (our client with keep-alive connections). Router CPU is
@@ -94,11 +98,20 @@ def measure_router(args):
     def forward(req):
         return _forward(client, ep, req, args.timeout)
 
+    if args.cython_glue:
+        forward = _core._ForwardOne(client, ep)
+
     def answer(req):
         return fixed
 
     router_sock = _listen()
-    server, srv = loop.run_until_complete(_serve(answer if args.server_only else forward, router_sock))
+    if args.bare:
+        up_host, up_port = up_sock.getsockname()
+        server = None
+        srv = loop.run_until_complete(loop.create_server(
+            lambda: _BareForward(up_host, up_port), sock=router_sock))
+    else:
+        server, srv = loop.run_until_complete(_serve(answer if args.server_only else forward, router_sock))
     load = subprocess.Popen([sys.executable, "-m", "bench.http_micro", "--role", "load",
                              "--port", str(router_sock.getsockname()[1]), "--requests",
                              str(args.requests), "--concurrency", str(args.concurrency)],
@@ -115,16 +128,88 @@ def measure_router(args):
         load.wait(60)
     finally:
         srv.close()
-        loop.run_until_complete(server.drain(1.0))
+        if server is not None:
+            loop.run_until_complete(server.drain(1.0))
         loop.run_until_complete(client.close())
         upstream.stdin.close()
         upstream.wait(10)
         loop.close()
     n = args.requests
-    what = "answered (server only, no upstream call)" if args.server_only else "proxied"
-    print(f"router on {args.loop}: {n} {what} requests, concurrency {args.concurrency}, "
-          f"client timeout {args.timeout}, {n / wall:,.0f} req/s, router CPU {cpu / n * 1e6:.1f} us/request "
+    if args.bare:
+        label = "bare uvloop+httptools forward (baseline)"
+    elif args.cython_glue:
+        label = "engine server + HttpClient forward, glue in Cython (_core._ForwardOne)"
+    elif args.server_only:
+        label = "engine server alone (handler answers, no upstream call)"
+    else:
+        label = f"engine server + HttpClient forward (client timeout {args.timeout})"
+    print(f"{label} on {args.loop}: {n} requests, concurrency {args.concurrency}, "
+          f"{n / wall:,.0f} req/s, router CPU {cpu / n * 1e6:.1f} us/request "
           f"(time.process_time of the router process)")
+
+
+class _BareForward(asyncio.Protocol):
+    """Baseline: the least a uvloop + httptools forward can do (one upstream connection
+    per downstream connection, no pool, no limits, no timeouts, no Date header)."""
+
+    def __init__(self, host, port):
+        import httptools
+        self.parser = httptools.HttpRequestParser(self)
+        self.up = None
+        self.addr = (host, port)
+        self.prefix = b"POST /v1/models/m:predict HTTP/1.1\r\nHost: %s:%d\r\n" % (host.encode(), port)
+        self.body = []
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.parser.feed_data(data)
+
+    def on_body(self, body):
+        self.body.append(body)
+
+    def on_message_complete(self):
+        body = b"".join(self.body)
+        self.body = []
+        msg = (self.prefix + b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
+               + body)
+        if self.up is None:
+            asyncio.get_running_loop().create_task(self._connect(msg))
+        else:
+            self.up.transport.write(msg)
+
+    async def _connect(self, msg):
+        _, self.up = await asyncio.get_running_loop().create_connection(
+            lambda: _BareUpstream(self.transport), *self.addr)
+        self.up.transport.write(msg)
+
+    def connection_lost(self, exc):
+        if self.up is not None:
+            self.up.transport.close()
+
+
+class _BareUpstream(asyncio.Protocol):
+    def __init__(self, downstream):
+        import httptools
+        self.down = downstream
+        self.parser = httptools.HttpResponseParser(self)
+        self.body = []
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data):
+        self.parser.feed_data(data)
+
+    def on_body(self, body):
+        self.body.append(body)
+
+    def on_message_complete(self):
+        body = b"".join(self.body)
+        self.body = []
+        self.down.write(b"HTTP/1.1 %d OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                        % (self.parser.get_status_code(), len(body)) + body)
 
 
 def _forward(client, ep, req, timeout):
@@ -203,6 +288,10 @@ def main():
     ap.add_argument("--loop", default="uvloop", choices=["uvloop", "asyncio"])
     ap.add_argument("--router-only", action="store_true", help="skip the scanner comparison")
     ap.add_argument("--timeout", type=float, default=None, help="client timeout per upstream call")
+    ap.add_argument("--bare", action="store_true",
+                    help="baseline router: bare uvloop + httptools forward in plain Python")
+    ap.add_argument("--cython-glue", action="store_true",
+                    help="forward with engine._core._ForwardOne instead of a Python handler")
     ap.add_argument("--server-only", action="store_true",
                     help="the router answers itself: the server's share of the cost")
     args = ap.parse_args()
@@ -211,9 +300,13 @@ def main():
     elif args.role == "load":
         run_load(args.port, args.requests, args.concurrency)
     else:
-        if not args.router_only:
-            compare_scanners()
-        measure_router(args)
+        if args.router_only:
+            measure_router(args)
+            return
+        compare_scanners()
+        for variant in ({"bare": True}, {}, {"cython_glue": True}, {"timeout": 30.0},
+                        {"server_only": True}):
+            measure_router(argparse.Namespace(**{**vars(args), **variant}))
 
 
 if __name__ == "__main__":

@@ -526,3 +526,24 @@ def test_many_concurrent_calls_through_engine_server(loop):
         await server.drain(2.0)
         assert server.open_connections == 0
     loop.run(main())
+
+
+def test_forward_glue_used_by_the_bench(loop):
+    async def main():
+        lp = asyncio.get_running_loop()
+        client = _core.HttpClient()
+        async with Upstream(keep_answering) as up:
+            router = _core.HttpServer(_core._ForwardOne(client, up.ep))
+            srv = await lp.create_server(router.protocol_factory, "127.0.0.1", 0)
+            via = _core.Endpoint(f"http://127.0.0.1:{srv.sockets[0].getsockname()[1]}/")
+            resp = await client.request(via, b"hi")
+            assert (resp.status, resp.body) == (200, b"[hi]")
+            down = _core.HttpServer(_core._ForwardOne(client, _core.Endpoint(f"http://127.0.0.1:{free_port()}/")))
+            srv2 = await lp.create_server(down.protocol_factory, "127.0.0.1", 0)
+            resp = await client.request(_core.Endpoint(f"http://127.0.0.1:{srv2.sockets[0].getsockname()[1]}/"), b"x")
+            assert resp.status == 500 and b"connection refused" in resp.body
+            for s, server in ((srv, router), (srv2, down)):
+                s.close()
+                await server.drain(2.0)
+        await client.close()
+    loop.run(main())

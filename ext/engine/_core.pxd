@@ -198,3 +198,12 @@ cdef class _ClientConnection:
     cdef scan(self, data)
     cdef bint parse_head(self, const char *s, Py_ssize_t length) except -1
     cdef complete(self, _Call call, bint may_reuse)
+
+
+cdef class _ForwardOne:
+    cdef HttpClient client
+    cdef Endpoint ep
+
+
+cdef class _Relay:
+    cdef object out
