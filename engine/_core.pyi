@@ -93,6 +93,9 @@ class ClientResponse:
     @property
     def body(self) -> bytes: ...
 
+class ResponseSink:
+    """Base of C-level receivers for HttpClient.c_request_to (subclass in Cython)."""
+
 class HttpClient:
     """Per-host pools of keep-alive connections; errors are engine.errors.UpstreamError."""
     def __init__(self, *, max_connections_per_host: int = 64, idle_timeout: float = 90.0,

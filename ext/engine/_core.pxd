@@ -116,9 +116,15 @@ cdef class ClientResponse:
     cdef readonly object body
 
 
+cdef class ResponseSink:
+    cdef on_response(self, ClientResponse resp)
+    cdef on_error(self, object exc)
+
+
 cdef class _Call:
     cdef Endpoint ep
     cdef object fut
+    cdef ResponseSink sink
     cdef object timer
     cdef object conn
     cdef object body
@@ -127,7 +133,9 @@ cdef class _Call:
     cdef bint retried
     cdef double deadline
 
-    cdef arm_own_timer(self)
+    cdef bint is_done(self)
+    cdef arm_own_timer(self, loop)
+    cdef deliver(self, ClientResponse resp, object exc)
     cdef finish(self, ClientResponse resp)
     cdef fail(self, str cause, bint prefixed=*)
 
@@ -141,6 +149,9 @@ cdef class HttpClient:
     cdef readonly bint closed
 
     cdef object c_request(self, Endpoint ep, object body, list headers, double timeout)
+    cdef int c_request_to(self, Endpoint ep, object body, list headers, double timeout,
+                          ResponseSink sink) except -1
+    cdef submit_call(self, _Call call, Endpoint ep, object body, list headers, double timeout)
 
 
 cdef class _HostPool:
@@ -205,5 +216,5 @@ cdef class _ForwardOne:
     cdef Endpoint ep
 
 
-cdef class _Relay:
+cdef class _Relay(ResponseSink):
     cdef object out
