@@ -204,7 +204,8 @@ cdef class HttpClient:
     cdef int c_request_to(self, Endpoint ep, object body, list headers, double timeout,
                           ResponseSink sink) except -1:
         """request() whose outcome goes to ``sink`` (no future, no extra loop turn).
-        The sink may be called before this returns (a synchronous failure)."""
+        Bad arguments raise here and the sink is never called; otherwise exactly one of
+        its methods runs later, from a protocol callback or a timer."""
         cdef _Call call = _Call.__new__(_Call)
         if self.loop is None:
             self.loop = _get_running_loop()
@@ -430,6 +431,10 @@ cdef class _ClientConnection:
         if self.closed:
             # the peer closed before we could use the connection
             call.fail("EOF")
+            return
+        if self.pool.client.closed:
+            self.abort()
+            call.fail("net/http: request canceled (client closed)")
             return
         if call.is_done():
             self.pool.release(self)

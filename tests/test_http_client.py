@@ -547,3 +547,15 @@ def test_forward_glue_used_by_the_bench(loop):
                 await server.drain(2.0)
         await client.close()
     loop.run(main())
+
+
+def test_close_while_dialling_fails_the_call(loop):
+    async def main():
+        client = _core.HttpClient()
+        async with Upstream(keep_answering) as up:
+            fut = client.request(up.ep, b"1")       # dialling, not yet connected
+            await client.close()
+            with pytest.raises(UpstreamError, match="client closed"):
+                await fut
+            assert not up.requests
+    loop.run(main())
