@@ -12,7 +12,7 @@ import asyncio as _asyncio
 cdef extern from "Python.h":
     int PyIter_Send(object iter, object arg, PyObject** presult) except -1
 
-cdef object _Future = _asyncio.Future
+cdef object _AsyncioFuture = _asyncio.Future
 cdef object _CancelledErrorType = _asyncio.CancelledError
 cdef object _iscoroutine_fn = _asyncio.iscoroutine
 # asyncio.iscoroutine is Python code; remember the coroutine types already seen
@@ -175,7 +175,7 @@ cpdef object start_flow(object awaitable, object loop):
     """A Future-like for a handler's awaitable: futures as they are, coroutines
     driven by a Flow (started at once, as a Task's first step would be soon)."""
     cdef Flow flow
-    if isinstance(awaitable, _Future) or hasattr(awaitable, "add_done_callback"):
+    if isinstance(awaitable, _AsyncioFuture) or hasattr(awaitable, "add_done_callback"):
         return awaitable
     if type(awaitable) not in _COROUTINE_TYPES:
         if not _iscoroutine_fn(awaitable):

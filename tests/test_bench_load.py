@@ -188,7 +188,7 @@ def test_router_command_template_and_services_file():
         argv = load.target_command("router", scenario, urls, 8123, d, load.DEFAULT_ROUTER)
         services = os.path.join(d, "services-seq2.yaml")
         assert argv == [sys.executable, "-m", "engine", "serve", scenario.graph, "--services", services,
-                        "--http-port", "8123"]
+                        "--http-port", "8123", "--drain-seconds", "0"]
         with open(services) as f:
             assert yaml.safe_load(f) == urls
         bare = load.target_command("bare", scenario, urls, 8123, d, "")
