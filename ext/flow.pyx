@@ -47,6 +47,11 @@ cdef class Flow:
         if status == 0:      # PYGEN_RETURN
             self.settle(FLOW_DONE, yielded, None)
             return
+        if type(yielded) is HttpStepCall:
+            # resumed straight from the connection pool's delivery
+            (<HttpStepCall>yielded).waiter = self
+            self.awaiting = yielded
+            return
         if yielded is None:  # a bare yield (asyncio.sleep(0)): run again on the next tick
             self.loop.call_soon(self.wake_bare)
             return

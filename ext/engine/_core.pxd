@@ -357,5 +357,16 @@ cdef class HttpBackend(Backend):
     cdef readonly HttpClient client
 
 
+cdef class HttpStepCall(ResponseSink):
+    cdef object loop
+    cdef object outcome
+    cdef bint finished
+    cdef bint failed
+    cdef Flow waiter
+    cdef list callbacks
+    cdef public bint _asyncio_future_blocking
+    cdef void settle(self, object outcome, bint failed)
+
+
 cdef class FailingBackend(Backend):
     cdef readonly str cause
