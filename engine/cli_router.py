@@ -47,7 +47,12 @@ def add_graph_source(p: argparse.ArgumentParser) -> None:
     p.add_argument("graph", nargs="?", help="InferenceGraph file (YAML or JSON)")
     p.add_argument("--graph-json", help="the graph spec as JSON (what KServe's controller passes)")
     p.add_argument("--services", type=Path, help="YAML file mapping serviceName -> URL")
-    p.add_argument("--namespace", help="namespace for KServe's in-cluster service addresses")
+    p.add_argument("--namespace", help="namespace for KServe's in-cluster service addresses "
+                                       "(default: the graph's, else $POD_NAMESPACE, else default)")
+    p.add_argument("--service-template", default=None,
+                   help="URL for a serviceName that --services does not map, with {name} and "
+                        "{namespace} (default: KServe's http://{name}.{namespace}.svc.cluster.local"
+                        "/v1/models/{name}:predict)")
 
 
 def load_graph(args):
@@ -77,7 +82,15 @@ def load_services(path: Path | None) -> dict:
 
 
 def policy_from(args) -> Policy:
-    return Policy(services=load_services(args.services), namespace=args.namespace)
+    policy = Policy(services=load_services(args.services), namespace=args.namespace)
+    if args.service_template:
+        try:
+            args.service_template.format(name="n", namespace="ns")
+        except (KeyError, IndexError, ValueError) as e:
+            raise GraphSpecError(f"--service-template {args.service_template!r}: "
+                                 f"only {{name}} and {{namespace}} may be used ({e})") from e
+        policy.service_template = args.service_template
+    return policy
 
 
 def cmd_serve(args, out, err, stdin) -> int:

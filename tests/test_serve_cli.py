@@ -192,3 +192,21 @@ def test_no_per_request_records_by_default(model):
         assert stop(proc) == 0
     msgs = [json.loads(line)["msg"] for line in proc_stderr_lines(proc)]
     assert "request" not in msgs and "step" not in msgs and "serving" in msgs
+
+
+def test_service_names_resolve_through_kserve_template(tmp_path):
+    graph = tmp_path / "g.json"
+    graph.write_text(json.dumps(GRAPH))
+    env = dict(os.environ, POD_NAMESPACE="team-b")
+    default = subprocess.run([sys.executable, "-m", "engine", "explain", "--plan", str(graph)],
+                             capture_output=True, text=True, timeout=60, env=env)
+    assert "-> http://echo.team-b.svc.cluster.local/v1/models/echo:predict" in default.stdout
+    custom = subprocess.run([sys.executable, "-m", "engine", "run", str(graph), "--data", "{}",
+                             "--service-template", "http://127.0.0.1:9/{namespace}/{name}"],
+                            capture_output=True, text=True, timeout=60, env=env)
+    assert custom.returncode == 2
+    assert 'Post \\"http://127.0.0.1:9/team-b/echo\\"' in custom.stdout
+    bad = subprocess.run([sys.executable, "-m", "engine", "run", str(graph), "--data", "{}",
+                          "--service-template", "http://{host}/x"], capture_output=True, text=True,
+                         timeout=60, env=env)
+    assert bad.returncode == 1 and "--service-template" in bad.stderr and "Traceback" not in bad.stderr
