@@ -1,6 +1,9 @@
 """Type stubs for engine._core, the compiled per-request core."""
 import asyncio
-from typing import Awaitable, Callable, Optional, Union
+import enum
+import logging
+import re
+from typing import Any, Awaitable, Callable, Generator, Optional, Union
 
 Buffer = Union[bytes, bytearray, memoryview]
 HeaderList = list[tuple[bytes, bytes]]
@@ -111,3 +114,145 @@ class HttpClient:
     def closed(self) -> bool: ...
 
 def _scan_response(chunks: list[bytes], repeat: int = 1) -> tuple[ClientResponse, bool]: ...
+
+
+# ---- header propagation (headers.pyx) -----------------------------------------------
+
+def canonical_header_name(name: str | bytes) -> bytes: ...
+def compile_header_patterns(spec: str) -> tuple[list[re.Pattern[str]], list[str]]: ...
+
+class HeaderPropagation:
+    def __init__(self, patterns: list[re.Pattern[str]]) -> None: ...
+    @property
+    def enabled(self) -> bool: ...
+    def select(self, headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]: ...
+
+
+# ---- request flows (flow.pyx) -------------------------------------------------------
+
+class Flow:
+    def done(self) -> bool: ...
+    def cancelled(self) -> bool: ...
+    def result(self) -> Any: ...
+    def exception(self) -> BaseException | None: ...
+    def add_done_callback(self, cb: Callable[[Flow], object], *, context: object = ...) -> None: ...
+    def remove_done_callback(self, cb: Callable[[Flow], object]) -> int: ...
+    def set_direct_callback(self, cb: Callable[[Flow], object]) -> bool: ...
+    def cancel(self, msg: object = ...) -> bool: ...
+    def __await__(self) -> Generator[Any, None, Any]: ...
+
+def start_flow(awaitable: Awaitable[Any], loop: asyncio.AbstractEventLoop) -> Any: ...
+
+
+# ---- plans and their execution (plan.pyx, local_backend.pyx, http_backend.pyx) -----
+
+class RouterType(enum.IntEnum):
+    ROUTER_SEQUENCE = 0
+    ROUTER_SPLITTER = 1
+    ROUTER_ENSEMBLE = 2
+    ROUTER_SWITCH = 3
+
+class StepTarget(enum.IntEnum):
+    TARGET_BACKEND = 0
+    TARGET_NODE = 1
+
+class RouteFailure(Exception):
+    cause: str
+    status: int
+    def __init__(self, cause: str, status: int = 500) -> None: ...
+
+class StepResult:
+    status: int
+    body: Buffer
+    def __init__(self, status: int, body: Buffer) -> None: ...
+
+class RunContext:
+    headers: list[tuple[bytes, bytes]]
+    timeout: float
+    request_headers: object
+    def __init__(self, headers: list[tuple[bytes, bytes]], timeout: float,
+                 request_headers: object = None) -> None: ...
+
+class Backend:
+    description: str
+    def invoke(self, body: Buffer, ctx: RunContext) -> StepResult | Awaitable[StepResult]: ...
+
+class LocalBackend(Backend):
+    fn: Callable[..., Any]
+    def __init__(self, fn: Callable[..., Any], name: str | None = None) -> None: ...
+
+class HttpBackend(Backend):
+    endpoint: Endpoint
+    client: HttpClient
+    def __init__(self, endpoint: Endpoint, client: HttpClient) -> None: ...
+
+class HttpStepCall(ResponseSink):
+    def done(self) -> bool: ...
+    def result(self) -> StepResult: ...
+    def __await__(self) -> Generator[Any, None, StepResult]: ...
+
+class FailingBackend(Backend):
+    cause: str
+    def __init__(self, url: str, cause: str) -> None: ...
+
+class PlanStep:
+    index: int
+    name: str
+    ensemble_key: bytes
+    target: int
+    node_index: int
+    backend: Backend | None
+    condition: object | None
+    condition_text: str
+    use_response: bool
+    map_predictions: bool
+    hard: bool
+    weight_end: int
+    def __init__(self, index: int, name: str, target: int, node_index: int, backend: Backend | None,
+                 condition: object | None, condition_text: str, use_response: bool,
+                 map_predictions: bool, hard: bool, weight_end: int) -> None: ...
+
+class PlanNode:
+    index: int
+    name: str
+    router_type: int
+    steps: tuple[PlanStep, ...]
+    ensemble_order: tuple[int, ...]
+    def __init__(self, index: int, name: str, router_type: int, steps: tuple[PlanStep, ...]) -> None: ...
+
+class CompiledPlan:
+    nodes: tuple[PlanNode, ...]
+    service_timeout: float
+    propagate_patterns: list[re.Pattern[str]]
+    name: str
+    def __init__(self, nodes: tuple[PlanNode, ...], service_timeout: float,
+                 propagate_patterns: list[re.Pattern[str]], name: str) -> None: ...
+
+class Response:
+    status: int
+    body: Buffer
+    content_type: bytes | None
+    def __init__(self, status: int, body: Buffer, content_type: bytes | None = None) -> None: ...
+    @property
+    def headers(self) -> dict[str, str]: ...
+    def json(self) -> Any: ...
+
+async def execute(plan: CompiledPlan, body: Buffer, ctx: RunContext) -> Response: ...
+def set_step_tracing(logger: logging.Logger | None) -> None: ...
+
+
+# ---- the router's HTTP application (app.pyx) ----------------------------------------
+
+class GraphApp:
+    plan: CompiledPlan
+    propagation: HeaderPropagation
+    draining: bool
+    requests_total: int
+    requests_failed: int
+    in_flight: int
+    access_log: logging.Logger | None
+    def __init__(self, plan: CompiledPlan, propagation: HeaderPropagation) -> None: ...
+    def enable_access_log(self, logger: logging.Logger | None) -> None: ...
+    def start_draining(self) -> None: ...
+    def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]: ...
+    def metrics_text(self) -> bytes: ...
