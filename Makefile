@@ -28,6 +28,7 @@ test: install
 	$(PY) -m pytest -q
 
 bench: install
+	sh bench/setup.sh
 	$(PY) -m bench.load
 
 clean:

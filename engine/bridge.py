@@ -10,6 +10,7 @@ keep their buffers through every conversion, so payload is never copied here.
 from __future__ import annotations
 
 import inspect
+from typing import Any
 
 import numpy as np
 import orjson
@@ -23,7 +24,7 @@ _JSON = [(b"Content-Type", b"application/json")]
 
 
 def _tensor_head(t: Tensor) -> dict:
-    d = {"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
+    d: dict[str, Any] = {"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
     if t.parameters:
         d["parameters"] = t.parameters
     return d
@@ -220,7 +221,7 @@ async def _v2_infer(app, request, name: str, version: str):
             return _core.HttpResponse(400, error_body(str(e)), list(_JSON))
         body = req
     r = await _core.app_execute(app, body, request.headers)
-    if not _core.body_is_oip(r.body):
+    if isinstance(r.body, (bytes, bytearray, memoryview)):
         if r.content_type is None:
             return _core.HttpResponse(r.status, r.body)
         return _core.HttpResponse(r.status, r.body, [(b"Content-Type", r.content_type)])

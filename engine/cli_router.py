@@ -27,7 +27,10 @@ def add_serve(sub) -> None:
                        help="after SIGTERM, seconds of failing readiness before the "
                             "listener closes (KServe: 30)")
     serve.add_argument("--max-body-size", type=int, default=64 * 1024 * 1024)
-    serve.add_argument("--log-level", default=None)
+    serve.add_argument("--log-level", default=None,
+                       help="INFO (default), or DEBUG for one record per step")
+    serve.add_argument("--access-log", action="store_true",
+                       help="one JSON log record per graph request")
     serve.add_argument("--inferencegraph-name", help="the InferenceGraph's name (KServe's router flag)")
     serve.add_argument("--enable-tls", action="store_true", help=argparse.SUPPRESS)
     serve.add_argument("--enable-auth", action="store_true", help=argparse.SUPPRESS)
@@ -46,7 +49,12 @@ def add_graph_source(p: argparse.ArgumentParser) -> None:
     p.add_argument("graph", nargs="?", help="InferenceGraph file (YAML or JSON)")
     p.add_argument("--graph-json", help="the graph spec as JSON (what KServe's controller passes)")
     p.add_argument("--services", type=Path, help="YAML file mapping serviceName -> URL")
-    p.add_argument("--namespace", help="namespace for KServe's in-cluster service addresses")
+    p.add_argument("--namespace", help="namespace for KServe's in-cluster service addresses "
+                                       "(default: the graph's, else $POD_NAMESPACE, else default)")
+    p.add_argument("--service-template", default=None,
+                   help="URL for a serviceName that --services does not map, with {name} and "
+                        "{namespace} (default: KServe's http://{name}.{namespace}.svc.cluster.local"
+                        "/v1/models/{name}:predict)")
 
 
 def load_graph(args):
@@ -76,7 +84,15 @@ def load_services(path: Path | None) -> dict:
 
 
 def policy_from(args) -> Policy:
-    return Policy(services=load_services(args.services), namespace=args.namespace)
+    policy = Policy(services=load_services(args.services), namespace=args.namespace)
+    if args.service_template:
+        try:
+            args.service_template.format(name="n", namespace="ns")
+        except (KeyError, IndexError, ValueError) as e:
+            raise GraphSpecError(f"--service-template {args.service_template!r}: "
+                                 f"only {{name}} and {{namespace}} may be used ({e})") from e
+        policy.service_template = args.service_template
+    return policy
 
 
 def cmd_serve(args, out, err, stdin) -> int:
@@ -95,7 +111,8 @@ def cmd_serve(args, out, err, stdin) -> int:
         host=args.host, http_port=args.http_port, workers=args.workers,
         grpc_port=args.grpc_port or None,
         drain_seconds=KSERVE_DRAIN_SECONDS if args.drain_seconds is None else args.drain_seconds,
-        max_body_size=args.max_body_size, policy=policy_from(args))
+        max_body_size=args.max_body_size, policy=policy_from(args),
+        access_log=args.access_log)
     graph.compile(policy=options.policy)  # fail here, before any worker starts
     return serve(graph, options)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import orjson
@@ -96,6 +97,7 @@ def from_numpy(name: str, array, datatype: str | None = None,
             datatype = _NUMPY_DATATYPE.get(array.dtype.newbyteorder("="))
             if datatype is None:
                 raise BadRequestError(f"tensor {name!r}: no OIP datatype for {array.dtype}")
+    data: Any
     if datatype == "BYTES":
         data = _bytes_raw(array.reshape(-1).tolist())
     else:
@@ -104,8 +106,8 @@ def from_numpy(name: str, array, datatype: str | None = None,
     return Tensor(name, datatype, array.shape, parameters, data)
 
 
-def _tensor_json(t: Tensor, binary: bool, buffers: list | None) -> dict:
-    entry = {"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
+def _tensor_json(t: Tensor, binary: bool, buffers: list) -> dict:
+    entry: dict[str, Any] = {"name": t.name, "datatype": t.datatype, "shape": list(t.shape)}
     params = dict(t.parameters)
     if binary:
         params[_SIZE] = memoryview(t.data).nbytes
@@ -223,6 +225,10 @@ def _str_field(doc: dict, key: str) -> str:
 
 class _Message:
     __slots__ = ("model_name", "model_version", "id", "parameters")
+    _fields: tuple[str, ...] = ()
+
+    def _tensors(self) -> list[Tensor]:
+        raise NotImplementedError    # InferRequest: inputs, InferResponse: outputs
 
     def tensor(self, name: str) -> Tensor:
         """The input (request) or output (response) tensor called ``name``."""
@@ -240,7 +246,7 @@ class _Message:
             return NotImplemented
         return all(getattr(self, k) == getattr(other, k) for k in self._fields)
 
-    __hash__ = None
+    __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self):
         fields = ", ".join(f"{k}={getattr(self, k)!r}" for k in self._fields)

@@ -128,7 +128,7 @@ cdef class Result:
         return f"<gjson.Result {self.type} {self._raw!r}>"
 
 
-cdef object _py_value(_V v):
+cdef object _py_value(_V v, Py_ssize_t depth=0):
     # Value(): objects keep the first of duplicate keys, numbers are floats
     cdef dict d
     if v.type == T_STRING:
@@ -140,15 +140,16 @@ cdef object _py_value(_V v):
     if v.type == T_NUMBER:
         return v.num
     if v.type == T_JSON:
+        _enter(depth)
         if v.is_object():
             d = {}
             for k, item in _foreach(v):
                 ks = (<_V>k).s.decode("utf-8", "replace")
                 if ks not in d:
-                    d[ks] = _py_value(item)
+                    d[ks] = _py_value(item, depth + 1)
             return d
         if v.is_array():
-            return [_py_value(item) for _, item in _foreach(v)]
+            return [_py_value(item, depth + 1) for _, item in _foreach(v)]
     return None
 
 
@@ -186,6 +187,26 @@ cdef class Path:
             return res_exists(&r)
         finally:
             arena_release(&arena)
+
+    cdef bint c_exists_valid(self, const char* doc, Py_ssize_t n) except -1:
+        cdef Arena arena
+        cdef Res r
+        arena.items = NULL
+        try:
+            eval_valid_doc(<cstr>doc, n, self._p, self._n, &r, &arena)
+            return res_exists(&r)
+        finally:
+            arena_release(&arena)
+
+    cdef bint c_match(self, const char* doc, Py_ssize_t n) except -1:
+        if not c_valid(doc, n):
+            return False
+        return self.c_exists_valid(doc, n)
+
+    def match(self, doc):
+        """KServe's condition test: ``valid(doc) and get(doc).exists``."""
+        cdef _Doc d = _doc_of(doc)
+        return self.c_match(<const char*>d.p, d.n)
 
     def get(self, doc):
         """Evaluate on ``doc`` (bytes, str, or any buffer); returns a Result."""

@@ -12,7 +12,7 @@ import asyncio as _asyncio
 cdef extern from "Python.h":
     int PyIter_Send(object iter, object arg, PyObject** presult) except -1
 
-cdef object _Future = _asyncio.Future
+cdef object _AsyncioFuture = _asyncio.Future
 cdef object _CancelledErrorType = _asyncio.CancelledError
 cdef object _iscoroutine_fn = _asyncio.iscoroutine
 # asyncio.iscoroutine is Python code; remember the coroutine types already seen
@@ -47,6 +47,11 @@ cdef class Flow:
         if status == 0:      # PYGEN_RETURN
             self.settle(FLOW_DONE, yielded, None)
             return
+        if type(yielded) is HttpStepCall:
+            # resumed straight from the connection pool's delivery
+            (<HttpStepCall>yielded).waiter = self
+            self.awaiting = yielded
+            return
         if yielded is None:  # a bare yield (asyncio.sleep(0)): run again on the next tick
             self.loop.call_soon(self.wake_bare)
             return
@@ -71,11 +76,23 @@ cdef class Flow:
         self.value = value
         self.exc = exc
         self.coro = None
+        if self.direct is not None:
+            # an engine-internal consumer (the HTTP server) that is safe to call from
+            # here: no loop hop between the last step and the answer's write
+            self.direct(self)
         cbs = self.callbacks
         self.callbacks = None
         if cbs is not None:
             for cb in cbs:
                 self.loop.call_soon(cb, self)
+
+    def set_direct_callback(self, cb):
+        """Call ``cb(flow)`` synchronously when the flow settles (engine use only).
+        False, and no call, when it has settled already."""
+        if self.state != FLOW_RUNNING:
+            return False
+        self.direct = cb
+        return True
 
     # ---- the Future protocol its consumers use ----
 
@@ -108,6 +125,9 @@ cdef class Flow:
             self.callbacks.append(cb)
 
     def remove_done_callback(self, cb):
+        if self.direct is not None and self.direct == cb:
+            self.direct = None
+            return 1
         if self.callbacks is None:
             return 0
         before = len(self.callbacks)
@@ -160,7 +180,7 @@ cpdef object start_flow(object awaitable, object loop):
     """A Future-like for a handler's awaitable: futures as they are, coroutines
     driven by a Flow (started at once, as a Task's first step would be soon)."""
     cdef Flow flow
-    if isinstance(awaitable, _Future) or hasattr(awaitable, "add_done_callback"):
+    if isinstance(awaitable, _AsyncioFuture) or hasattr(awaitable, "add_done_callback"):
         return awaitable
     if type(awaitable) not in _COROUTINE_TYPES:
         if not _iscoroutine_fn(awaitable):

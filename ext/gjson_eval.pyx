@@ -26,6 +26,10 @@ cdef struct Ctx:
     bint piped
     bint calcd
     bint lines
+    # '[@this]' in place: the buffer ends with a virtual ']' that gjson's copy has
+    # for real; a nested value left open at the end would differ, so it is flagged
+    bint virt_end
+    bint virt_open
     Arena* arena
 
 
@@ -85,10 +89,51 @@ cdef bint is_dot_piper_char(cstr s, Py_ssize_t n) noexcept nogil:
     return s[0] == 91 or s[0] == 123
 
 
-cdef int parse_object_path(cstr p, Py_ssize_t n, ObjPath* r, Arena* arena) except -1:
-    cdef Py_ssize_t i = 0
+cdef int _parse_object_path_escaped(cstr p, Py_ssize_t n, Py_ssize_t i, ObjPath* r,
+                                    Arena* arena) except -1:
+    """The rest of parse_object_path once a backslash shows up: the key is rebuilt
+    without its escapes (kept alive by the arena)."""
     cdef bytearray epart
     cdef bytes eb
+    epart = bytearray(p[:i])
+    i += 1
+    if i < n:
+        epart.append(p[i])
+        i += 1
+        while i < n:
+            if p[i] == 92:
+                i += 1
+                if i < n:
+                    epart.append(p[i])
+                i += 1
+                continue
+            elif p[i] == 46:
+                eb = bytes(epart)
+                r.part.p, r.part.n = arena_keep(arena, eb), len(eb)
+                if i < n - 1 and is_dot_piper_char(p + i + 1, n - i - 1):
+                    r.pipe.p, r.pipe.n = p + i + 1, n - i - 1
+                    r.piped = True
+                else:
+                    r.path.p, r.path.n = p + i + 1, n - i - 1
+                    r.more = True
+                return 0
+            elif p[i] == 124:
+                eb = bytes(epart)
+                r.part.p, r.part.n = arena_keep(arena, eb), len(eb)
+                r.pipe.p, r.pipe.n = p + i + 1, n - i - 1
+                r.piped = True
+                return 0
+            elif p[i] == 42 or p[i] == 63:
+                r.wild = True
+            epart.append(p[i])
+            i += 1
+    eb = bytes(epart)
+    r.part.p, r.part.n = arena_keep(arena, eb), len(eb)
+    return 0
+
+
+cdef int parse_object_path(cstr p, Py_ssize_t n, ObjPath* r, Arena* arena) except -1:
+    cdef Py_ssize_t i = 0
     memset(r, 0, sizeof(ObjPath))
     while i < n:
         if p[i] == 124:
@@ -110,42 +155,7 @@ cdef int parse_object_path(cstr p, Py_ssize_t n, ObjPath* r, Arena* arena) excep
             i += 1
             continue
         if p[i] == 92:
-            # an escaped key: build the key without its backslashes
-            epart = bytearray(p[:i])
-            i += 1
-            if i < n:
-                epart.append(p[i])
-                i += 1
-                while i < n:
-                    if p[i] == 92:
-                        i += 1
-                        if i < n:
-                            epart.append(p[i])
-                        i += 1
-                        continue
-                    elif p[i] == 46:
-                        eb = bytes(epart)
-                        r.part.p, r.part.n = arena_keep(arena, eb), len(eb)
-                        if i < n - 1 and is_dot_piper_char(p + i + 1, n - i - 1):
-                            r.pipe.p, r.pipe.n = p + i + 1, n - i - 1
-                            r.piped = True
-                        else:
-                            r.path.p, r.path.n = p + i + 1, n - i - 1
-                            r.more = True
-                        return 0
-                    elif p[i] == 124:
-                        eb = bytes(epart)
-                        r.part.p, r.part.n = arena_keep(arena, eb), len(eb)
-                        r.pipe.p, r.pipe.n = p + i + 1, n - i - 1
-                        r.piped = True
-                        return 0
-                    elif p[i] == 42 or p[i] == 63:
-                        r.wild = True
-                    epart.append(p[i])
-                    i += 1
-            eb = bytes(epart)
-            r.part.p, r.part.n = arena_keep(arena, eb), len(eb)
-            return 0
+            return _parse_object_path_escaped(p, n, i, r, arena)
         i += 1
     r.part.p, r.part.n = p, n
     return 0
@@ -157,7 +167,6 @@ cdef int parse_query(cstr q, Py_ssize_t n, ArrPath* r, Py_ssize_t* fi,
     cdef Py_ssize_t i = 2, jv = 0, depth = 1, opsz = 0
     cdef bint vesc = False
     cdef Span value
-    cdef bytes u
     cdef unsigned char c
     if n < 2 or q[0] != 35 or (q[1] != 40 and q[1] != 91):
         return 0
@@ -228,9 +237,7 @@ cdef int parse_query(cstr q, Py_ssize_t n, ArrPath* r, Py_ssize_t* fi,
             value.p += 1
             value.n -= 2
             if vesc:
-                u = unescape_bytes(value.p, value.n)
-                value.p = arena_keep(arena, u)
-                value.n = len(u)
+                value.p = keep_unescaped(value.p, value.n, &value.n, arena)
         r.q_value = value
     else:
         r.q_path.p, r.q_path.n = q + 2, i - 2
@@ -561,10 +568,10 @@ cdef Py_ssize_t parse_object(Ctx* c, Py_ssize_t i, cstr path, Py_ssize_t pn,
     cdef cstr j = c.j
     cdef Py_ssize_t n = c.n, s, keylen
     cdef bint pmatch = False, kesc = False, vesc, ok = False, hit = False, num
+    cdef Py_ssize_t mark = 0
     cdef cstr key
-    cdef bytes ukey
     cdef unsigned char ch
-    cdef const void* q
+    cdef Py_ssize_t qi
     hit_out[0] = False
     parse_object_path(path, pn, &rp, c.arena)
     if not rp.more and rp.piped:
@@ -577,16 +584,16 @@ cdef Py_ssize_t parse_object(Ctx* c, Py_ssize_t i, cstr path, Py_ssize_t pn,
             if ch == 34:
                 i += 1
                 s = i
-                q = memchr(j + i, 34, n - i)
-                if q == NULL:
+                qi = gj_find_byte(j, i, n, 34)
+                if qi < 0:
                     key, keylen, kesc, ok = j + s, n - s, False, False
                     i = n
-                elif memchr(j + i, 92, (<cstr>q - j) - i) == NULL:
-                    i = (<cstr>q - j)
+                elif gj_find_byte(j, i, qi, 92) < 0:
+                    i = qi
                     key, keylen, kesc, ok = j + s, i - s, False, True
                     i += 1
                 else:
-                    i = _esc_quote_scan(j, n, <cstr>q - j, 0)
+                    i = _esc_quote_scan(j, n, qi, 0)
                     if i < 0:
                         i = n
                         key, keylen, kesc, ok = j + s, n - s, False, False
@@ -600,13 +607,14 @@ cdef Py_ssize_t parse_object(Ctx* c, Py_ssize_t i, cstr path, Py_ssize_t pn,
         if not ok:
             return i
         if kesc:
-            ukey = unescape_bytes(key, keylen)
-            key = arena_keep(c.arena, ukey)
-            keylen = len(ukey)
+            mark = arena_mark(c.arena)
+            key = keep_unescaped(key, keylen, &keylen, c.arena)
         if rp.wild:
             pmatch = match_limit(key, keylen, rp.part.p, rp.part.n)
         else:
             pmatch = keylen == rp.part.n and (keylen == 0 or memcmp(key, rp.part.p, keylen) == 0)
+        if kesc:
+            arena_reset(c.arena, mark)
         hit = pmatch and not rp.more
         # the value
         while i < n:
@@ -735,6 +743,35 @@ cdef int proc_query(Ctx* c, ArrPath* rp, const Res* qval, QState* multi) except 
     return 1
 
 
+cdef int set_built_json(Res* r, QState* q, Arena* arena) except -1:
+    cdef bytes out = PyBytes_FromStringAndSize(<char*>q.buf, q.len)
+    res_clear(r)
+    r.type = T_JSON
+    r.raw = arena_keep(arena, out)
+    r.rawlen = len(out)
+    return 0
+
+
+cdef int set_count(Res* r, Py_ssize_t count, Arena* arena) except -1:
+    # gjson gives '#' a Raw of the decimal count
+    cdef char digits[24]
+    cdef int k = 23
+    cdef Py_ssize_t v = count
+    digits[23] = 0
+    while True:
+        k -= 1
+        digits[k] = 48 + v % 10
+        v //= 10
+        if v == 0:
+            break
+    res_clear(r)
+    r.type = T_NUMBER
+    r.num = <double>count
+    r.raw = arena_keep(arena, PyBytes_FromStringAndSize(digits + k, 23 - k))
+    r.rawlen = 23 - k
+    return 0
+
+
 cdef Py_ssize_t parse_array(Ctx* c, Py_ssize_t i, cstr path, Py_ssize_t pn,
                             bint* hit_out) except -2:
     cdef ArrPath rp
@@ -755,23 +792,25 @@ cdef Py_ssize_t _parse_array(Ctx* c, Py_ssize_t i, cstr path, Py_ssize_t pn,
                              bint* hit_out, ArrPath* rp, QState* multi,
                              QState* alog) except -2:
     cdef cstr j = c.j
-    cdef Py_ssize_t n = c.n, h = 0, partidx = -1, s, idx, k, cnt, nal
-    cdef bint pmatch = False, hit = False, vesc, ok, num
+    cdef Py_ssize_t n = c.n, h = 0, partidx = -1, s, idx, k, cnt, nal, mark
+    cdef bint pmatch = False, hit = False, vesc, ok, num, closed
     cdef unsigned char ch
     cdef Res qval, res
     cdef Span left, right
     cdef cstr rawp
     cdef Py_ssize_t rawn
     cdef Py_ssize_t* offs
-    cdef bytes out
     hit_out[0] = False
     parse_array_path(path, pn, rp, c.arena)
+    mark = arena_mark(c.arena)
     if not rp.arrch:
         partidx = parse_uint(rp.part.p, rp.part.n)
     if not rp.more and rp.piped:
         c.pipe = rp.pipe
         c.piped = True
     while i < n + 1:
+        # a found value returns at once, so the previous element's scratch is garbage
+        arena_reset(c.arena, mark)
         if not rp.arrch:
             pmatch = partidx == h
             hit = pmatch and not rp.more
@@ -813,7 +852,9 @@ cdef Py_ssize_t _parse_array(Ctx* c, Py_ssize_t i, cstr path, Py_ssize_t pn,
                         return i
                 else:
                     s = i
-                    i = parse_squash(j, n, i)
+                    i = squash_ex(j, n, i, &closed)
+                    if not closed:
+                        c.virt_open = True
                     if rp.q_on:
                         res_clear(&qval)
                         qval.type = T_JSON
@@ -876,33 +917,21 @@ cdef Py_ssize_t _parse_array(Ctx* c, Py_ssize_t i, cstr path, Py_ssize_t pn,
                                         result_string_form(&res, &rawp, &rawn, c.arena)
                                         qs_append(multi, rawp, rawn)
                                         cnt += 1
+                                arena_reset(c.arena, mark)
                         qs_append(multi, <cstr>b"]", 1)
-                        out = PyBytes_FromStringAndSize(<char*>multi.buf, multi.len)
-                        res_clear(&c.value)
-                        c.value.type = T_JSON
-                        c.value.raw = arena_keep(c.arena, out)
-                        c.value.rawlen = len(out)
+                        set_built_json(&c.value, multi, c.arena)
                         hit_out[0] = True
                         return i + 1
                     if rp.alogok:
                         break
-                    out = str(h - 1).encode()
-                    res_clear(&c.value)
-                    c.value.type = T_NUMBER
-                    c.value.num = <double>(h - 1)
-                    c.value.raw = arena_keep(c.arena, out)
-                    c.value.rawlen = len(out)
+                    set_count(&c.value, h - 1, c.arena)
                     c.calcd = True
                     hit_out[0] = True
                     return i + 1
                 if not res_exists(&c.value):
                     if multi.len > 0:
                         qs_append(multi, <cstr>b"]", 1)
-                        out = PyBytes_FromStringAndSize(<char*>multi.buf, multi.len)
-                        res_clear(&c.value)
-                        c.value.type = T_JSON
-                        c.value.raw = arena_keep(c.arena, out)
-                        c.value.rawlen = len(out)
+                        set_built_json(&c.value, multi, c.arena)
                     elif rp.q_all:
                         res_clear(&c.value)
                         c.value.type = T_JSON
@@ -934,39 +963,121 @@ cdef Py_ssize_t _parse_array(Ctx* c, Py_ssize_t i, cstr path, Py_ssize_t pn,
     return i
 
 
-cdef int eval_path(cstr j, Py_ssize_t n, cstr path, Py_ssize_t pn, Res* out,
-             Arena* arena) except -1:
-    """gjson.Get(json, path) into out; pointers in out live as long as j and arena."""
+cdef Py_ssize_t this_array_fast(cstr j, Py_ssize_t n, cstr rest, Py_ssize_t rn,
+                                Res* out, Arena* arena, bint trusted) except -2:
+    """'[@this].REST' without building '[' + document + ']' (KServe's own idiom).
+
+    gjson evaluates REST on that new array.  When the document is one closed object
+    or array followed only by whitespace, scanning the document itself with a virtual
+    ']' at its end (as JSON Lines mode does) visits exactly the same bytes, so no copy
+    is needed.  Returns -1 (caller falls back) for anything else.  ``trusted`` means
+    the caller has checked c_valid(j, n), which already proves that shape.
+    """
     cdef Ctx c
-    cdef Py_ssize_t i = 0
-    cdef bint hit
+    cdef Py_ssize_t i0 = 0, e, k
+    cdef bint closed, hit, query
+    cdef Res tmp
+    if rn > 1 and (rest[0] == 64 or rest[0] == 33 or rest[0] == 91 or rest[0] == 123 or
+                   (rest[0] == 46 and rest[1] == 46)):
+        return -1
+    while i0 < n and j[i0] <= 32 and j[i0] != 123 and j[i0] != 91:
+        i0 += 1
+    if i0 == n or (j[i0] != 123 and j[i0] != 91):
+        return -1
+    # a query squashes each element itself, and reports one left open
+    query = rn > 1 and rest[0] == 35 and (rest[1] == 40 or rest[1] == 91)
+    if not trusted and j[n - 1] == 110:
+        # a last 'n' is a number before gjson's real ']' but null before a virtual one
+        return -1
+    if not trusted and not query:
+        e = squash_ex(j, n, i0, &closed)
+        if not closed:
+            return -1
+        for k in range(e, n):
+            if j[k] > 32:
+                return -1
+    memset(&c, 0, sizeof(Ctx))
+    c.j = j + i0
+    c.n = n - i0
+    c.arena = arena
+    c.virt_end = True
+    parse_array(&c, 0, rest, rn, &hit)
+    if c.virt_open and not trusted:
+        return -1
+    if c.piped:
+        tmp = c.value
+        eval_path(tmp.raw, tmp.rawlen, c.pipe.p, c.pipe.n, out, arena)
+        return 0
+    out[0] = c.value
+    return 0
+
+
+cdef int eval_valid_doc(cstr j, Py_ssize_t n, cstr path, Py_ssize_t pn, Res* out,
+                        Arena* arena) except -1:
+    """eval_path for a document known to pass c_valid (KServe checks that first)."""
+    if pn > 8 and path[0] == 91 and memcmp(path, b"[@this]", 7) == 0 and \
+            (path[7] == 46 or path[7] == 124):
+        if this_array_fast(j, n, path + 8, pn - 8, out, arena, True) >= 0:
+            return 0
+    return eval_path(j, n, path, pn, out, arena)
+
+
+cdef int eval_special(cstr j, Py_ssize_t n, cstr path, Py_ssize_t pn, Res* out,
+                      Arena* arena) except -1:
+    """Paths starting with '@', '!', '[' or '{'; returns 1 when handled here."""
     cdef object r
     cdef bytes rjson
     cdef Py_ssize_t restoff
     cdef Res tmp
+    if path[0] == 64 and pn >= 5 and memcmp(path, b"@this", 5) == 0 and \
+            (pn == 5 or path[5] == 46 or path[5] == 124):
+        # @this returns its input: evaluate in place instead of copying the body
+        if pn > 5:
+            eval_path(j, n, path + 6, pn - 6, out, arena)
+        else:
+            parse_value(j, n, out, arena)
+        return 1
+    if pn > 8 and path[0] == 91 and memcmp(path, b"[@this]", 7) == 0 and \
+            (path[7] == 46 or path[7] == 124):
+        if this_array_fast(j, n, path + 8, pn - 8, out, arena, False) >= 0:
+            return 1
+    if path[0] == 64 or path[0] == 33:
+        r = exec_modifier(j, n, path, pn) if path[0] == 64 else exec_static(path, pn)
+        if r is not None:
+            rjson, restoff = r
+            if restoff < pn and (path[restoff] == 124 or path[restoff] == 46):
+                eval_path(arena_keep(arena, rjson), len(rjson), path + restoff + 1,
+                          pn - restoff - 1, out, arena)
+            else:
+                parse_value(arena_keep(arena, rjson), len(rjson), out, arena)
+            return 1
+    if path[0] == 91 or path[0] == 123:
+        r = exec_multipath(j, n, path, pn)
+        if r is not None:
+            rjson, restoff = r
+            res_clear(out)
+            out.type = T_JSON
+            out.raw = arena_keep(arena, rjson)
+            out.rawlen = len(rjson)
+            if restoff < pn:
+                tmp = out[0]
+                eval_path(tmp.raw, tmp.rawlen, path + restoff + 1, pn - restoff - 1,
+                          out, arena)
+            return 1
+    return 0
+
+
+cdef int eval_path(cstr j, Py_ssize_t n, cstr path, Py_ssize_t pn, Res* out,
+                   Arena* arena) except -1:
+    """gjson.Get(json, path) into out; pointers in out live as long as j and arena."""
+    cdef Ctx c
+    cdef Py_ssize_t i = 0
+    cdef bint hit
+    cdef Res tmp
     res_clear(out)
-    if pn > 1:
-        if path[0] == 64 or path[0] == 33:
-            r = exec_modifier(j, n, path, pn) if path[0] == 64 else exec_static(path, pn)
-            if r is not None:
-                rjson, restoff = r
-                if restoff < pn and (path[restoff] == 124 or path[restoff] == 46):
-                    return eval_path(arena_keep(arena, rjson), len(rjson), path + restoff + 1,
-                               pn - restoff - 1, out, arena)
-                return parse_value(arena_keep(arena, rjson), len(rjson), out, arena)
-        if path[0] == 91 or path[0] == 123:
-            r = exec_multipath(j, n, path, pn)
-            if r is not None:
-                rjson, restoff = r
-                res_clear(out)
-                out.type = T_JSON
-                out.raw = arena_keep(arena, rjson)
-                out.rawlen = len(rjson)
-                if restoff < pn:
-                    tmp = out[0]
-                    return eval_path(tmp.raw, tmp.rawlen, path + restoff + 1, pn - restoff - 1,
-                               out, arena)
-                return 0
+    if pn > 1 and (path[0] == 64 or path[0] == 33 or path[0] == 91 or path[0] == 123):
+        if eval_special(j, n, path, pn, out, arena):
+            return 0
     memset(&c, 0, sizeof(Ctx))
     c.j = j
     c.n = n

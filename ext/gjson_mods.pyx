@@ -4,6 +4,17 @@
 
 from decimal import Decimal as _Decimal
 
+# Modifiers that rebuild every level of a document recurse in C; past this nesting
+# depth they raise RecursionError instead of risking the C stack (path lookups and
+# valid() are iterative and have no such limit).
+cdef Py_ssize_t MAX_NESTING = 2000
+
+
+cdef int _enter(Py_ssize_t depth) except -1:
+    if depth > MAX_NESTING:
+        raise RecursionError(f"gjson: document nested deeper than {MAX_NESTING} levels")
+    return 0
+
 cdef bytes _EMPTY = b""
 
 
@@ -122,6 +133,17 @@ cdef _V _get_v(bytes json, bytes path):
         arena_release(&arena)
 
 
+cdef _V _get_v_at(cstr j, Py_ssize_t n, bytes path):
+    cdef Arena arena
+    cdef Res r
+    arena.items = NULL
+    try:
+        eval_path(j, n, <cstr>PyBytes_AS_STRING(path), len(path), &r, &arena)
+        return _v_of(&r)
+    finally:
+        arena_release(&arena)
+
+
 cdef list _foreach(_V t):
     """Result.ForEach as a list of (key, value); key is None for array items."""
     cdef list out = []
@@ -171,7 +193,6 @@ cdef list _foreach(_V t):
                 return out
             i = e
             out.append((key, _v_of(&vr)))
-            i += 0
             # gjson's loop increments past the byte that ended the value
             i += 1
     finally:
@@ -265,6 +286,7 @@ cdef class _Pretty:
     cdef Py_ssize_t width
     cdef bytes prefix
     cdef bytes indent
+    cdef Py_ssize_t depth
 
     cdef void tabs(self, Py_ssize_t t):
         if self.prefix:
@@ -342,6 +364,15 @@ cdef class _Pretty:
 
     cdef tuple obj(self, Py_ssize_t i, int open_, int close, bint pretty, bint sortkeys,
                    Py_ssize_t tabs, Py_ssize_t nl, Py_ssize_t mx, bytes indent):
+        self.depth += 1
+        try:
+            _enter(self.depth)
+            return self._obj(i, open_, close, pretty, sortkeys, tabs, nl, mx, indent)
+        finally:
+            self.depth -= 1
+
+    cdef tuple _obj(self, Py_ssize_t i, int open_, int close, bint pretty, bint sortkeys,
+                    Py_ssize_t tabs, Py_ssize_t nl, Py_ssize_t mx, bytes indent):
         cdef bytes json = self.json
         cdef Py_ssize_t n = len(json), s1, s2, cnt = 0, m, kstart = 0, kend = 0
         cdef Py_ssize_t vstart = 0, vend
@@ -501,7 +532,7 @@ cdef bytes _mod_reverse(bytes json):
     return json
 
 
-cdef bytes _mod_flatten(bytes json, bytes arg):
+cdef bytes _mod_flatten(bytes json, bytes arg, Py_ssize_t depth=0):
     cdef _V res = _parse_v(json)
     cdef bint deep = False
     cdef list out = []
@@ -515,7 +546,8 @@ cdef bytes _mod_flatten(bytes json, bytes arg):
     for _, value in _foreach(res):
         if (<_V>value).is_array():
             if deep:
-                raw = _unwrap(_mod_flatten((<_V>value).raw, arg))
+                _enter(depth + 1)
+                raw = _unwrap(_mod_flatten((<_V>value).raw, arg, depth + 1))
             else:
                 raw = _unwrap((<_V>value).raw)
         else:
@@ -589,18 +621,20 @@ cdef bytes _mod_group(bytes json):
     return b"[" + b",".join([b"{" + bytes(item[1:]) + b"}" for item in all_]) + b"]"
 
 
-cdef void _dig(list acc, _V parent, bytes path):
+cdef int _dig(list acc, _V parent, bytes path, Py_ssize_t depth) except -1:
     cdef _V res = _get_v(parent.raw, path)
     if res.exists():
         acc.append(res.raw)
     if parent.is_array() or parent.is_object():
+        _enter(depth + 1)
         for _, val in _foreach(parent):
-            _dig(acc, val, path)
+            _dig(acc, val, path, depth + 1)
+    return 0
 
 
 cdef bytes _mod_dig(bytes json, bytes arg):
     cdef list acc = []
-    _dig(acc, _parse_v(json), arg)
+    _dig(acc, _parse_v(json), arg, 0)
     return b"[" + b",".join(acc) + b"]"
 
 
@@ -769,12 +803,11 @@ cdef object exec_multipath(cstr j, Py_ssize_t n, cstr path, Py_ssize_t pn):
     i += 1
     if i < pn and path[i] != 124 and path[i] != 46:
         return None
-    doc = _span_bytes(j, n)
     b = bytearray()
     b.append(kind)
     cnt = 0
     for name, sub in sels:
-        res = _get_v(doc, sub)
+        res = _get_v_at(j, n, sub)
         if not res.exists():
             continue
         if cnt > 0:

@@ -12,20 +12,128 @@ cdef enum:
     T_TRUE = 4
     T_JSON = 5
 
-# Bytes that end a "squash" walk over a nested value's non-string bytes.
-cdef unsigned char SQUASH_STOP[256]
-# Bytes that need attention inside a string for the validator.
-cdef unsigned char VALID_STR_STOP[256]
-
-
-cdef void _init_tables() noexcept:
-    cdef int c
-    for c in range(256):
-        SQUASH_STOP[c] = c in (34, 40, 41, 91, 93, 123, 125)   # " ( ) [ ] { }
-        VALID_STR_STOP[c] = c < 32 or c == 34 or c == 92
-
-
-_init_tables()
+cdef extern from *:
+    """
+    /* Hot scanning loops in C.  SSE2 (every x86-64) classifies 16 bytes per step;
+       other targets use the same lookup tables byte by byte. */
+    #if defined(__SSE2__) && defined(__GNUC__)
+    #include <emmintrin.h>
+    #endif
+    static const unsigned char gj_struct_tab[256] = {
+        ['"'] = 1, ['('] = 1, [')'] = 1, ['['] = 1, [']'] = 1, ['{'] = 1, ['}'] = 1};
+    static const unsigned char gj_str_tab[256] = {
+        [0] = 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+        1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+        ['"'] = 1, [0x5C] = 1};
+    #define gj_is_struct(c) (gj_struct_tab[(unsigned char)(c)])
+    #if defined(__GNUC__)
+    #define gj_ctz(x) __builtin_ctz(x)
+    #else
+    static inline int gj_ctz(unsigned x) { int k = 0; while (!(x & 1u)) { x >>= 1; k++; } return k; }
+    #endif
+    /* Bit k set when p[k] is one of " ( ) [ ] { } (k < len <= 16). */
+    static inline unsigned gj_struct_mask(const unsigned char* p, Py_ssize_t len) {
+    #if defined(__SSE2__) && defined(__GNUC__)
+        if (len == 16) {
+            const __m128i q = _mm_set1_epi8('"'), lp = _mm_set1_epi8('(');
+            const __m128i rp = _mm_set1_epi8(')'), lb = _mm_set1_epi8('{');
+            const __m128i rb = _mm_set1_epi8('}'), bit = _mm_set1_epi8(0x20);
+            __m128i x = _mm_loadu_si128((const __m128i*)p);
+            __m128i y = _mm_or_si128(x, bit);
+            __m128i m = _mm_or_si128(
+                _mm_or_si128(_mm_cmpeq_epi8(x, q), _mm_cmpeq_epi8(x, lp)),
+                _mm_or_si128(_mm_cmpeq_epi8(x, rp),
+                             _mm_or_si128(_mm_cmpeq_epi8(y, lb), _mm_cmpeq_epi8(y, rb))));
+            return (unsigned)_mm_movemask_epi8(m);
+        }
+    #endif
+        unsigned mask = 0;
+        Py_ssize_t k;
+        for (k = 0; k < len; k++) if (gj_is_struct(p[k])) mask |= 1u << k;
+        return mask;
+    }
+    /* gjson's parseSquash from the opener at p[i]: the index past the matching closer
+       (*closed = 1); n when the value never closes; n + 1 when it ends inside a
+       string.  Strings and brackets are found 16 bytes at a time from a bit mask;
+       a quote is escaped when an odd run of backslashes precedes it (counted back to
+       the string's start, as gjson does). */
+    static Py_ssize_t gj_squash(const unsigned char* p, Py_ssize_t n, Py_ssize_t i,
+                                int* closed) {
+        Py_ssize_t depth = 1, s2 = 0, base = i + 1, len, k, j, run;
+        int in_str = 0;
+        unsigned mask;
+        *closed = 0;
+        while (base < n) {
+            len = n - base < 16 ? n - base : 16;
+            mask = gj_struct_mask(p + base, len);
+            while (mask) {
+                k = base + gj_ctz(mask);
+                mask &= mask - 1;
+                if (in_str) {
+                    if (p[k] != '"') continue;
+                    if (p[k - 1] == 0x5C) {
+                        run = 0;
+                        for (j = k - 2; j > s2 - 1 && p[j] == 0x5C; j--) run++;
+                        if (run % 2 == 0) continue;
+                    }
+                    in_str = 0;
+                    continue;
+                }
+                switch (p[k]) {
+                case '"':
+                    in_str = 1;
+                    s2 = k + 1;
+                    break;
+                case '{': case '[': case '(':
+                    depth++;
+                    break;
+                default:
+                    if (--depth == 0) {
+                        *closed = 1;
+                        return k + 1;
+                    }
+                }
+            }
+            base += len;
+        }
+        return in_str ? n + 1 : n;
+    }
+    /* Index of byte b in p[i:n], or -1.  JSON strings are mostly short, so a
+       plain loop over the first 16 bytes beats a call to memchr. */
+    static inline Py_ssize_t gj_find_byte(const unsigned char* p, Py_ssize_t i,
+                                          Py_ssize_t n, unsigned char b) {
+        Py_ssize_t lim = i + 16 < n ? i + 16 : n;
+        const void* q;
+        for (; i < lim; i++) if (p[i] == b) return i;
+        if (i >= n) return -1;
+        q = memchr(p + i, b, (size_t)(n - i));
+        return q ? (Py_ssize_t)((const unsigned char*)q - p) : -1;
+    }
+    /* Next '"', backslash or control byte inside a string (for the validator). */
+    static inline Py_ssize_t gj_next_str_special(const unsigned char* p, Py_ssize_t i,
+                                                 Py_ssize_t n) {
+        Py_ssize_t lim = i + 16 < n ? i + 16 : n;
+        for (; i < lim; i++) if (gj_str_tab[p[i]]) return i;
+    #if defined(__SSE2__) && defined(__GNUC__)
+        const __m128i q = _mm_set1_epi8('"'), bs = _mm_set1_epi8(0x5C);
+        const __m128i lo = _mm_set1_epi8(0x1F);
+        while (i + 16 <= n) {
+            __m128i x = _mm_loadu_si128((const __m128i*)(p + i));
+            __m128i m = _mm_or_si128(
+                _mm_or_si128(_mm_cmpeq_epi8(x, q), _mm_cmpeq_epi8(x, bs)),
+                _mm_cmpeq_epi8(_mm_min_epu8(x, lo), x));
+            int mask = _mm_movemask_epi8(m);
+            if (mask) return i + gj_ctz((unsigned)mask);
+            i += 16;
+        }
+    #endif
+        for (; i < n; i++) if (gj_str_tab[p[i]]) return i;
+        return n;
+    }
+    """
+    Py_ssize_t gj_squash(cstr p, Py_ssize_t n, Py_ssize_t i, int* closed) nogil
+    Py_ssize_t gj_find_byte(cstr p, Py_ssize_t i, Py_ssize_t n, unsigned char b) nogil
+    Py_ssize_t gj_next_str_special(cstr p, Py_ssize_t i, Py_ssize_t n) nogil
 
 
 cdef inline void res_clear(Res* r) noexcept nogil:
@@ -58,6 +166,18 @@ cdef void arena_release(Arena* arena) noexcept:
         arena.items = NULL
 
 
+cdef inline Py_ssize_t arena_mark(Arena* arena) noexcept:
+    return 0 if arena.items == NULL else len(<list>arena.items)
+
+
+cdef inline int arena_reset(Arena* arena, Py_ssize_t mark) except -1:
+    """Drop what was kept after mark: a scan frees each element's scratch (unescaped
+    strings and keys) before the next, so memory never grows with the document."""
+    if arena.items != NULL and len(<list>arena.items) > mark:
+        del (<list>arena.items)[mark:]
+    return 0
+
+
 cdef cstr arena_keep(Arena* arena, bytes b) except NULL:
     cdef list items
     if arena.items == NULL:
@@ -76,7 +196,6 @@ cdef inline Py_ssize_t _esc_quote_scan(cstr j, Py_ssize_t n, Py_ssize_t i,
     them back to index lo (exclusive), which callers pass as gjson does.
     """
     cdef Py_ssize_t k, cnt
-    cdef const void* q
     while True:
         if j[i - 1] == 92:
             cnt = 0
@@ -87,10 +206,9 @@ cdef inline Py_ssize_t _esc_quote_scan(cstr j, Py_ssize_t n, Py_ssize_t i,
                 cnt += 1
                 k -= 1
             if cnt % 2 == 0:
-                q = memchr(j + i + 1, 34, n - i - 1)
-                if q == NULL:
+                i = gj_find_byte(j, i + 1, n, 34)
+                if i < 0:
                     return -1
-                i = <cstr>q - j
                 continue
         return i
 
@@ -98,14 +216,12 @@ cdef inline Py_ssize_t _esc_quote_scan(cstr j, Py_ssize_t n, Py_ssize_t i,
 cdef inline Py_ssize_t parse_string(cstr j, Py_ssize_t n, Py_ssize_t i,
                                     bint* esc, bint* ok) noexcept nogil:
     """i is just past the opening quote; returns the index past the closing quote."""
-    cdef const void* q = memchr(j + i, 34, n - i)
-    cdef Py_ssize_t qi
+    cdef Py_ssize_t qi = gj_find_byte(j, i, n, 34)
     esc[0] = False
-    if q == NULL:
+    if qi < 0:
         ok[0] = False
         return n
-    qi = <cstr>q - j
-    if memchr(j + i, 92, qi - i) == NULL:
+    if gj_find_byte(j, i, qi, 92) < 0:
         ok[0] = True
         return qi + 1
     qi = _esc_quote_scan(j, n, qi, 0)
@@ -118,40 +234,21 @@ cdef inline Py_ssize_t parse_string(cstr j, Py_ssize_t n, Py_ssize_t i,
 
 
 cdef inline Py_ssize_t parse_squash(cstr j, Py_ssize_t n, Py_ssize_t i) noexcept nogil:
+    cdef bint closed
+    return squash_ex(j, n, i, &closed)
+
+
+cdef inline Py_ssize_t squash_ex(cstr j, Py_ssize_t n, Py_ssize_t i,
+                                 bint* closed) noexcept nogil:
     """Skip the nested value opening at i ('[', '{' or '('); returns its end.
 
     Like gjson, an unterminated string inside returns n + 1 (the raw value still
     ends at n: callers clamp with sq_end), which stops the enclosing scan.
     """
-    cdef Py_ssize_t depth = 1, s2, qi
-    cdef const void* q
-    cdef unsigned char c
-    i += 1
-    while i < n:
-        c = j[i]
-        if not SQUASH_STOP[c]:
-            i += 1
-            continue
-        if c == 34:
-            i += 1
-            s2 = i
-            q = memchr(j + i, 34, n - i)
-            if q == NULL:
-                return n + 1
-            qi = <cstr>q - j
-            if qi > s2 and j[qi - 1] == 92:
-                qi = _esc_quote_scan(j, n, qi, s2 - 1)
-                if qi < 0:
-                    return n + 1
-            i = qi
-        elif c == 123 or c == 91 or c == 40:
-            depth += 1
-        else:
-            depth -= 1
-            if depth == 0:
-                return i + 1
-        i += 1
-    return n
+    cdef int c = 0
+    cdef Py_ssize_t e = gj_squash(j, n, i, &c)
+    closed[0] = c != 0
+    return e
 
 
 cdef inline Py_ssize_t sq_end(Py_ssize_t i, Py_ssize_t n) noexcept nogil:
@@ -313,16 +410,19 @@ cdef bytes unescape_bytes(cstr s, Py_ssize_t n):
     return b[:m] if m != n else b
 
 
+cdef cstr keep_unescaped(cstr p, Py_ssize_t n, Py_ssize_t* outn, Arena* arena) except NULL:
+    cdef bytes u = unescape_bytes(p, n)
+    outn[0] = len(u)
+    return arena_keep(arena, u)
+
+
 cdef int set_string(Res* r, cstr raw, Py_ssize_t rawlen, bint esc, Arena* arena) except -1:
     """Fill r as a String from its raw quoted form (gjson strips the quotes)."""
-    cdef bytes u
     r.type = T_STRING
     r.raw = raw
     r.rawlen = rawlen
     if esc:
-        u = unescape_bytes(raw + 1, rawlen - 2)
-        r.s = arena_keep(arena, u)
-        r.slen = len(u)
+        r.s = keep_unescaped(raw + 1, rawlen - 2, &r.slen, arena)
     else:
         r.s = raw + 1
         r.slen = rawlen - 2
@@ -614,10 +714,10 @@ cdef Py_ssize_t _valid_string(cstr d, Py_ssize_t n, Py_ssize_t i) noexcept nogil
     cdef unsigned char c
     cdef int k
     while i < n:
+        i = gj_next_str_special(d, i, n)
+        if i >= n:
+            break
         c = d[i]
-        if not VALID_STR_STOP[c]:
-            i += 1
-            continue
         if c == 34:
             return i + 1
         if c < 32:

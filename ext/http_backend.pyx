@@ -10,14 +10,108 @@ cdef class HttpBackend(Backend):
         self.description = endpoint.url
 
     cdef object call(self, object body, RunContext ctx):
+        cdef HttpStepCall pending = HttpStepCall.__new__(HttpStepCall)
         if type(body) is not bytes and is_oip(body):
-            body = oip_json_body(body)      # a v1 JSON model gets the v2 JSON request
-        return _http_step(self.client.c_request(self.endpoint, body, ctx.headers, ctx.timeout))
+            body = oip_json_body(body)      # bridge.pyx: a v1 JSON model gets the v2 JSON request
+        if self.client.loop is None:
+            self.client.loop = _running_loop()
+        pending.loop = self.client.loop
+        self.client.c_request_to(self.endpoint, body, ctx.headers, ctx.timeout, pending)
+        return pending
 
 
-async def _http_step(object pending):
-    cdef ClientResponse resp = await pending
-    return StepResult(resp.status, resp.body)
+@cython.final
+cdef class HttpStepCall(ResponseSink):
+    """An HTTP step in flight. The connection pool delivers its outcome here directly
+    (no future), and the request's Flow resumes from that delivery (no loop turn).
+    It also speaks the Future protocol, so an asyncio Task can await it too."""
+
+    cdef on_response(self, ClientResponse resp):
+        self.settle(StepResult(resp.status, resp.body), False)
+
+    cdef on_error(self, object exc):
+        self.settle(exc, True)
+
+    cdef void settle(self, object outcome, bint failed):
+        cdef Flow waiter
+        if self.finished:
+            return
+        self.finished = True
+        self.failed = failed
+        self.outcome = outcome
+        if self.waiter is not None:
+            waiter = self.waiter
+            self.waiter = None
+            waiter.awaiting = None
+            waiter.step()
+        if self.callbacks is not None:
+            for cb, context in self.callbacks:
+                self.loop.call_soon(cb, self, context=context)
+            self.callbacks = None
+
+    # ---- awaiting: `await pending` yields it until the outcome is in ----
+
+    def __await__(self):
+        return self
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if not self.finished:
+            self._asyncio_future_blocking = True
+            return self
+        if self.failed:
+            raise self.outcome
+        raise StopIteration(self.outcome)
+
+    # ---- the Future protocol an asyncio Task uses ----
+
+    def get_loop(self):
+        return self.loop
+
+    def done(self):
+        return self.finished
+
+    def cancelled(self):
+        return self.finished and self.failed and isinstance(self.outcome, _CancelledError)
+
+    def result(self):
+        if not self.finished:
+            raise _asyncio.InvalidStateError("the step is still running")
+        if self.failed:
+            raise self.outcome
+        return self.outcome
+
+    def exception(self):
+        if not self.finished:
+            raise _asyncio.InvalidStateError("the step is still running")
+        if self.failed and isinstance(self.outcome, _CancelledError):
+            raise self.outcome
+        return self.outcome if self.failed else None
+
+    def add_done_callback(self, cb, *, context=None):
+        if self.finished:
+            self.loop.call_soon(cb, self, context=context)
+        elif self.callbacks is None:
+            self.callbacks = [(cb, context)]
+        else:
+            self.callbacks.append((cb, context))
+
+    def remove_done_callback(self, cb):
+        if not self.callbacks:
+            return 0
+        before = len(self.callbacks)
+        self.callbacks = [(c, x) for c, x in self.callbacks if c != cb]
+        return before - len(self.callbacks)
+
+    def cancel(self, msg=None):
+        """Stop waiting: the awaiting code sees CancelledError at once. The HTTP call
+        itself completes in the pool and its answer is dropped."""
+        if self.finished:
+            return False
+        self.settle(_CancelledError() if msg is None else _CancelledError(msg), True)
+        return True
 
 
 @cython.final

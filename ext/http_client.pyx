@@ -1,6 +1,7 @@
 # HTTP/1.1 client: Endpoint parsed once, per-host pool of keep-alive connections,
 # a small response scanner, Go net/http error texts.
 import errno as _errno
+import logging as _logging
 import os as _os
 import ssl as _ssl
 from urllib.parse import urlsplit as _urlsplit
@@ -70,20 +71,46 @@ cdef class Endpoint:
 
 
 @cython.final
+@cython.no_gc      # holds only bytes and a list of bytes pairs: no cycles
 cdef class ClientResponse:
-    """A backend's answer: status, headers in order, body bytes."""
+    """A backend's answer: status, headers in order, body bytes. The client builds these
+    without calling __init__; the constructor is for local backends and tests."""
+
+    def __init__(self, int status, object body=b"", list headers=None):
+        self.status = status
+        self.body = body
+        self.headers = headers if headers is not None else []
 
     def __repr__(self):
         return f"<ClientResponse {self.status} {len(self.body)} bytes>"
 
 
+cdef object _client_log = _logging.getLogger("engine.http.client")
+
+
+cdef class ResponseSink:
+    """C-level receiver of one call's outcome, for Cython callers that want no future
+    and no extra loop iteration (HttpClient.c_request_to). Subclass in Cython and
+    override both methods; they run inside the client's protocol callbacks and must
+    not raise (an exception is logged and dropped)."""
+
+    cdef on_response(self, ClientResponse resp):
+        raise NotImplementedError
+
+    cdef on_error(self, object exc):
+        raise NotImplementedError
+
+
 @cython.final
 cdef class _Call:
-    """One request through the pool, from submission to its future's result."""
+    """One request through the pool, from submission to its outcome (future or sink)."""
+
+    cdef bint is_done(self):
+        return self.phase == CP_DONE or (self.fut is not None and self.fut.done())
 
     def on_timeout(self):
         self.timer = None
-        if self.fut.done():
+        if self.is_done():
             return
         if self.phase == CP_BODY:
             # Go returns this from reading resp.Body, not wrapped in url.Error
@@ -97,26 +124,50 @@ cdef class _Call:
             self.conn = None
             (<_ClientConnection>conn).call = None
             (<_ClientConnection>conn).abort()
-        self.fut.set_exception(_UpstreamError(text, url=self.ep.url))
+        self.deliver(None, _UpstreamError(text, url=self.ep.url))
+
+    cdef arm_own_timer(self, loop):
+        """A timer for a call that has no connection yet (waiting or dialling)."""
+        if self.deadline > 0 and self.timer is None:
+            self.timer = loop.call_later(max(self.deadline - mono_now(), 0.0), self.on_timeout)
+
+    cdef deliver(self, ClientResponse resp, object exc):
+        cdef ResponseSink sink = self.sink
+        if sink is not None:
+            self.sink = None
+            try:
+                if exc is None:
+                    sink.on_response(resp)
+                else:
+                    sink.on_error(exc)
+            except Exception:
+                _client_log.error("response sink failed for %s", self.ep.url, exc_info=True)
+        elif self.fut is not None and not self.fut.done():
+            if exc is None:
+                self.fut.set_result(resp)
+            else:
+                self.fut.set_exception(exc)
 
     cdef finish(self, ClientResponse resp):
+        if self.phase == CP_DONE:
+            return
         self.phase = CP_DONE
         self.conn = None
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        if not self.fut.done():
-            self.fut.set_result(resp)
+        self.deliver(resp, None)
 
     cdef fail(self, str cause, bint prefixed=True):
+        if self.phase == CP_DONE:
+            return
         self.phase = CP_DONE
         self.conn = None
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        if not self.fut.done():
-            self.fut.set_exception(_UpstreamError(
-                self.ep.error_prefix + cause if prefixed else cause, url=self.ep.url))
+        self.deliver(None, _UpstreamError(
+            self.ep.error_prefix + cause if prefixed else cause, url=self.ep.url))
 
 
 cdef class HttpClient:
@@ -141,16 +192,32 @@ cdef class HttpClient:
         return self.c_request(ep, body, headers, 0.0 if timeout is None else <double>timeout)
 
     cdef object c_request(self, Endpoint ep, object body, list headers, double timeout):
-        cdef _Call call
-        cdef _HostPool pool
+        """request() without argument parsing; returns the future."""
+        cdef _Call call = _Call.__new__(_Call)
         loop = self.loop
         if loop is None:
             loop = self.loop = _get_running_loop()
+        call.fut = loop.create_future()
+        self.submit_call(call, ep, body, headers, timeout)
+        return call.fut
+
+    cdef int c_request_to(self, Endpoint ep, object body, list headers, double timeout,
+                          ResponseSink sink) except -1:
+        """request() whose outcome goes to ``sink`` (no future, no extra loop turn).
+        Bad arguments raise here and the sink is never called; otherwise exactly one of
+        its methods runs later, from a protocol callback or a timer."""
+        cdef _Call call = _Call.__new__(_Call)
+        if self.loop is None:
+            self.loop = _get_running_loop()
+        call.sink = sink
+        self.submit_call(call, ep, body, headers, timeout)
+        return 0
+
+    cdef submit_call(self, _Call call, Endpoint ep, object body, list headers, double timeout):
+        cdef _HostPool pool
         if self.closed:
             raise RuntimeError("HttpClient is closed")
-        call = _Call.__new__(_Call)
         call.ep = ep
-        call.fut = loop.create_future()
         call.body, call.head = _request_message(ep, body, headers)
         if ep.pool_owner is self:
             pool = <_HostPool>ep.pool
@@ -162,9 +229,9 @@ cdef class HttpClient:
             ep.pool_owner = self
             ep.pool = pool
         if timeout > 0:
-            call.timer = loop.call_later(timeout, call.on_timeout)
+            # armed lazily: on a pooled connection by its timer, else by the call's own
+            call.deadline = mono_now() + timeout
         pool.submit(call)
-        return call.fut
 
     async def close(self):
         """Close every pooled connection; calls still running fail."""
@@ -254,12 +321,14 @@ cdef class _HostPool:
             self.nopen += 1
             self.dial(call)
         else:
+            call.arm_own_timer(self.client.loop)
             self.waiters.append(call)
 
     cdef dial(self, _Call call):
         """Open a connection for call; the pool slot is already counted."""
         cdef _ClientConnection conn = _ClientConnection(self)
         loop = self.client.loop
+        call.arm_own_timer(loop)
         if self.tls:
             ctx = self.client.ssl_context
             if ctx is None:
@@ -276,7 +345,7 @@ cdef class _HostPool:
         cdef _Call call
         while self.waiters:
             call = <_Call>self.waiters.popleft()
-            if not call.fut.done():
+            if not call.is_done():
                 conn.start(call, True)
                 return
         if self.client.closed:
@@ -297,7 +366,7 @@ cdef class _HostPool:
             self.idle.remove(conn)
         while self.waiters and self.nopen < self.client.max_per_host:
             call = <_Call>self.waiters.popleft()
-            if not call.fut.done():
+            if not call.is_done():
                 self.nopen += 1
                 self.dial(call)
 
@@ -363,7 +432,11 @@ cdef class _ClientConnection:
             # the peer closed before we could use the connection
             call.fail("EOF")
             return
-        if call.fut.done():
+        if self.pool.client.closed:
+            self.abort()
+            call.fail("net/http: request canceled (client closed)")
+            return
+        if call.is_done():
             self.pool.release(self)
         else:
             self.start(call, False)
@@ -391,8 +464,35 @@ cdef class _ClientConnection:
         remote = transport.get_extra_info("peername")
         self.addresses = f"{_go_addr(local)}->{_go_addr(remote)}"
 
+    # ---- call deadlines: one lazily re-armed timer per connection ----
+
+    cdef arm_timer(self, double deadline):
+        # calls with equal timeouts in a row have later deadlines than the armed
+        # timer: it fires, finds the current deadline and re-arms (one handle per period)
+        cdef double now
+        if self.timer is not None:
+            if self.timer_at <= deadline:
+                return
+            self.timer.cancel()
+        now = mono_now()
+        self.timer_at = deadline
+        self.timer = self.pool.client.loop.call_later(max(deadline - now, 0.0), self.on_timer)
+
+    def on_timer(self):
+        cdef _Call call = self.call
+        self.timer = None
+        if call is None or call.deadline == 0 or self.closed:
+            return
+        if mono_now() >= call.deadline:
+            call.on_timeout()
+        else:
+            self.arm_timer(call.deadline)
+
     def connection_lost(self, exc):
         cdef _Call call = self.call
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         self.closed = True
         self.pool.active.discard(self)
         self.transport = None
@@ -417,6 +517,10 @@ cdef class _ClientConnection:
         self.pool.forget(self)
 
     def eof_received(self):
+        # an idle connection the peer closed must not be handed out before
+        # connection_lost arrives (writes to a closing transport are dropped)
+        if self.call is None:
+            self.closed = True
         return None
 
     def pause_writing(self):
@@ -439,6 +543,11 @@ cdef class _ClientConnection:
         self.response_close = False
         call.conn = self
         call.phase = CP_HEADERS
+        if call.deadline > 0:
+            if call.timer is not None:
+                call.timer.cancel()
+                call.timer = None
+            self.arm_timer(call.deadline)
         if call.body is None:
             self.write(call.head)
         else:
@@ -460,6 +569,13 @@ cdef class _ClientConnection:
             call.fail(f"net/http: HTTP/1.x transport connection broken: {what}")
 
     def data_received(self, data):
+        try:
+            self.scan(data)
+        except Exception as exc:
+            # e.g. MemoryError for an absurd Content-Length: fail the call, never hang it
+            self.malformed(f"{type(exc).__name__}: {exc}")
+
+    cdef scan(self, data):
         cdef const char *p
         cdef Py_ssize_t n, pos = 0, take, old, i, size
         cdef const char *end
@@ -674,12 +790,14 @@ cdef class _ClientConnection:
         self.chunks = None
         self.call = None
         self.state = RS_DONE
-        call.finish(resp)
+        # release first: a sink that issues its next call at once then reuses this
+        # connection instead of dialling another
         if may_reuse:
             if self.response_close or self.closed:
                 self.abort()
             else:
                 self.pool.release(self)
+        call.finish(resp)
 
 
 cdef inline int _hex_value(char c) noexcept:
@@ -756,3 +874,68 @@ cdef str _dial_error_text(exc, _HostPool pool):
             if t in text:
                 return f"dial tcp {pool.dial_address}: connect: {t}"
     return f"dial tcp {pool.dial_address}: {exc}"
+
+
+def _scan_response(chunks, int repeat=1):
+    """Feed ``chunks`` (one upstream answer) into a detached client connection
+    ``repeat`` times; returns (ClientResponse, reusable). For tests feeding fragments
+    and for bench/http_micro.py, which times this scanner against httptools."""
+    cdef HttpClient client = HttpClient(idle_timeout=0)
+    cdef Endpoint ep = Endpoint("http://scanner.invalid/")
+    cdef _HostPool pool = _HostPool(client, ep)
+    cdef _ClientConnection conn = _ClientConnection(pool)
+    cdef _Call call
+    cdef int i
+    loop = _asyncio.new_event_loop()
+    try:
+        for i in range(repeat):
+            call = _Call.__new__(_Call)
+            call.ep = ep
+            call.fut = loop.create_future()
+            call.phase = CP_HEADERS
+            conn.call = call
+            conn.state = RS_HEAD
+            conn.response_close = False
+            conn.got_byte = False
+            for chunk in chunks:
+                if conn.call is None:
+                    break
+                conn.data_received(chunk)
+            if conn.call is not None and conn.state == RS_UNTIL_EOF:
+                conn.connection_lost(None)
+            if not call.is_done():
+                raise AssertionError("incomplete response")
+            result = call.fut.result()
+            del pool.idle[:]
+    finally:
+        loop.close()
+    return result, not conn.response_close
+
+
+@cython.final
+cdef class _ForwardOne:
+    """Bench glue written in Cython: every request's body is POSTed to one endpoint and
+    answered with the upstream's status and body (500 with the error text on failure),
+    through c_request_to (no client future). bench/http_micro.py uses it to measure the
+    HTTP layer without Python glue; tests use it to exercise ResponseSink."""
+
+    def __init__(self, HttpClient client, Endpoint ep):
+        self.client = client
+        self.ep = ep
+
+    def __call__(self, HttpRequest req):
+        cdef _Relay relay = _Relay.__new__(_Relay)
+        if self.client.loop is None:
+            self.client.loop = _get_running_loop()
+        relay.out = self.client.loop.create_future()
+        self.client.c_request_to(self.ep, req.body, None, 0.0, relay)
+        return relay.out
+
+
+@cython.final
+cdef class _Relay(ResponseSink):
+    cdef on_response(self, ClientResponse resp):
+        self.out.set_result(make_response(resp.status, resp.body, _JSON_HEADERS))
+
+    cdef on_error(self, object exc):
+        self.out.set_result(_error_response(500, str(exc)))

@@ -12,6 +12,8 @@ from httptools import HttpParserUpgrade as _HttpParserUpgrade
 
 cdef object _server_log = _logging.getLogger("engine.http.server")
 cdef object _ensure_future = _asyncio.ensure_future
+cdef type _Future = _asyncio.Future
+cdef type _Task = _asyncio.Task
 cdef object _get_running_loop = _asyncio.get_running_loop
 cdef object _deque = _collections.deque
 
@@ -21,6 +23,7 @@ cdef list _JSON_HEADERS = [(b"Content-Type", b"application/json")]
 # Pipelined requests parsed ahead of their answers: past this many, stop reading.
 cdef Py_ssize_t _PIPELINE_HIGH = 32
 cdef Py_ssize_t _PIPELINE_LOW = 8
+cdef double _LINGER_SECONDS = 1.0
 
 
 class _LimitExceeded(Exception):
@@ -28,8 +31,19 @@ class _LimitExceeded(Exception):
 
 
 @cython.final
+@cython.no_gc      # holds only bytes, lists of bytes pairs and a tuple: no cycles
 cdef class HttpRequest:
-    """One parsed request, handed to the server's handler."""
+    """One parsed request, handed to the server's handler. The server builds these
+    without calling __init__; the constructor is for tests and embedded callers."""
+
+    def __init__(self, bytes method=b"POST", bytes path=b"/", list headers=None,
+                 object body=b"", bint keep_alive=True, object transport_info=None):
+        self.method = method
+        self.path = path
+        self.headers = headers if headers is not None else []
+        self.body = body
+        self.keep_alive = keep_alive
+        self.transport_info = transport_info
 
     def __repr__(self):
         return f"<HttpRequest {self.method!r} {self.path!r}>"
@@ -187,10 +201,8 @@ cdef class _HttpServerProtocol:
         self.write = None
 
     def eof_received(self):
-        # the peer stopped sending; answers still owed are written before closing
-        if self.pending and not self.in_message:
-            self.closing = True
-            return True
+        # As Go's server: a peer that stops sending is gone; its handlers are
+        # cancelled (connection_lost) rather than left running for a half-closed socket.
         return None
 
     def pause_writing(self):
@@ -207,10 +219,11 @@ cdef class _HttpServerProtocol:
 
     def data_received(self, data):
         cdef bint was_in_head
-        cdef Py_ssize_t n
+        cdef Py_ssize_t n, done_before
         if self.closing:
             return
         was_in_head = self.in_message and not self.headers_done
+        done_before = self.messages_done
         try:
             self.parser.feed_data(data)
         except _HttpParserUpgrade:
@@ -228,7 +241,12 @@ cdef class _HttpServerProtocol:
             # a header llhttp is still accumulating is invisible to the callbacks:
             # bound it by the bytes fed while the head was incomplete
             n = len(data)
-            self.head_raw = self.head_raw + n if was_in_head else 0
+            if was_in_head:
+                self.head_raw += n
+            elif self.messages_done == done_before:
+                self.head_raw = n       # the whole read is this head (bar leading CRLFs)
+            else:
+                self.head_raw = 0       # unknown share: the next read bounds it
             if self.head_raw > self.server.max_header_size or \
                     self.head_bytes > self.server.max_header_size:
                 self.fail(431, "Request Header Fields Too Large")
@@ -246,6 +264,7 @@ cdef class _HttpServerProtocol:
         self.head_raw = 0
         self.nheaders = 0
         self.expect_continue = False
+        self.connection_header = False
         self.content_length = -1
         if self.server.read_timeout > 0:
             self.read_deadline = mono_now() + self.server.read_timeout
@@ -265,6 +284,8 @@ cdef class _HttpServerProtocol:
         if header_is(name, b"content-length", 14):
             # llhttp has validated the digits
             self.content_length = int(value)
+        elif header_is(name, b"connection", 10):
+            self.connection_header = True
         elif header_is(name, b"expect", 6):
             self.expect_continue = header_is(value.strip(), b"100-continue", 12)
         self.headers.append((name, value))
@@ -291,6 +312,7 @@ cdef class _HttpServerProtocol:
 
     def on_message_complete(self):
         cdef HttpRequest req = HttpRequest.__new__(HttpRequest)
+        self.messages_done += 1
         self.in_message = False
         self.continue_owed = False
         self.read_deadline = 0.0
@@ -304,7 +326,10 @@ cdef class _HttpServerProtocol:
         else:
             req.body = b"".join(self.chunks)
         req.keep_alive = self.parser.should_keep_alive()
-        req.http10 = self.parser.get_http_version() == "1.0"
+        # HTTP/1.0 stays open only with "Connection: keep-alive", which the answer
+        # must then repeat; the version string is only worth building in that case
+        req.http10 = req.keep_alive and self.connection_header and \
+            self.parser.get_http_version() == "1.0"
         req.transport_info = self.peer
         self.headers = None
         self.chunks = None
@@ -337,6 +362,10 @@ cdef class _HttpServerProtocol:
         slot.request = req
         if type(result) is HttpResponse:
             slot.response = <HttpResponse>result
+        elif type(result) is _Future or type(result) is _Task:
+            # the common awaitable: skip ensure_future's Python-level checks
+            slot.fut = result
+            result.add_done_callback(self.on_handler_done)
         else:
             try:
                 fut = start_flow(result, self.loop)
@@ -346,7 +375,13 @@ cdef class _HttpServerProtocol:
                 slot.response = make_response(500, _BODY_500, _JSON_HEADERS)
             else:
                 slot.fut = fut
-                fut.add_done_callback(self.on_handler_done)
+                if type(fut) is Flow:
+                    if not (<Flow>fut).set_direct_callback(self.on_handler_done):
+                        # it finished while starting (a Switch miss, a local model)
+                        slot.response = _result_of(slot)
+                        slot.fut = None
+                else:
+                    fut.add_done_callback(self.on_handler_done)
         self.pending.append(slot)
         if slot.response is not None and len(self.pending) == 1:
             self.flush()
@@ -395,7 +430,15 @@ cdef class _HttpServerProtocol:
             self.transport.writelines(msg)
         if close:
             self.closing = True
-            self.transport.close()
+            if self.lingering and self.transport.can_write_eof():
+                # Closing with unread input would send a reset that can destroy the
+                # answer in flight: half-close, discard input for a moment, then close.
+                self.transport.write_eof()
+                self.read_deadline = mono_now() + _LINGER_SECONDS
+                self.arm_timer()
+                self.update_reading()
+            else:
+                self.transport.close()
         elif not self.pending and not self.in_message and self.server.idle_timeout > 0:
             self.read_deadline = mono_now() + self.server.idle_timeout
             self.arm_timer()
@@ -406,6 +449,7 @@ cdef class _HttpServerProtocol:
         if self.closing:
             return
         self.closing = True
+        self.lingering = True
         self.in_message = False
         self.continue_owed = False
         slot = _PendingAnswer.__new__(_PendingAnswer)
@@ -420,7 +464,7 @@ cdef class _HttpServerProtocol:
         raise _LimitExceeded(reason)
 
     cdef update_reading(self):
-        cdef bint want_pause = (self.writing_paused or self.closing or
+        cdef bint want_pause = (self.writing_paused or (self.closing and not self.lingering) or
                                 len(self.pending) >= _PIPELINE_HIGH)
         if self.transport is None:
             return
@@ -457,7 +501,7 @@ cdef class _HttpServerProtocol:
         # Never sleep past one timeout period: a later, shorter deadline (read after idle)
         # then finds the timer already early enough and needs no new handle.
         cdef double now = mono_now()
-        if deadline > now + self.server.timer_period:
+        if self.server.timer_period > 0 and deadline > now + self.server.timer_period:
             deadline = now + self.server.timer_period
         self.timer_at = deadline
         self.timer = self.loop.call_later(deadline - now, self.on_timer)

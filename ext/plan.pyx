@@ -18,6 +18,24 @@ cdef object _CancelledError = _asyncio.CancelledError
 
 cdef bytes _SWITCH_MISS = b"None of the routes matched with the switch condition"
 
+# Per-step DEBUG records: off unless the engine logger is at DEBUG (checked once per
+# step as a C flag, so a release router pays nothing for it).
+cdef bint _trace_steps = False
+cdef object _step_log = None
+
+
+def set_step_tracing(logger):
+    """Log every step (node, step, status, bytes) to ``logger`` at DEBUG; None: off."""
+    global _trace_steps, _step_log
+    _step_log = logger
+    _trace_steps = logger is not None
+
+
+cdef void trace_step(PlanNode node, PlanStep step, StepResult result):
+    _step_log.debug("step", extra={"node": node.name, "step": step.name or str(step.index),
+                                   "status": result.status,
+                                   "bytes": None if is_oip(result.body) else len(result.body)})
+
 
 class RouteFailure(Exception):
     """A step or node failed: KServe answers 500 (404 for a Switch miss at the root)
@@ -192,6 +210,15 @@ cdef object map_predictions_to_instances(object body):
 
 # ---- execution ---------------------------------------------------------------------
 
+cdef inline StepResult step_result(object r):
+    """What an awaited step gave: StepResult, or an HTTP backend's ClientResponse."""
+    if type(r) is StepResult:
+        return <StepResult>r
+    if type(r) is ClientResponse:
+        return StepResult((<ClientResponse>r).status, (<ClientResponse>r).body)
+    raise _InternalEngineError(f"a step answered {type(r).__name__}, not a StepResult")
+
+
 cdef inline object call_step(CompiledPlan plan, PlanStep step, object body, RunContext ctx):
     """Start a step: a StepResult when it finished synchronously, else an awaitable."""
     if step.target == TARGET_NODE:
@@ -232,7 +259,9 @@ async def run_sequence(CompiledPlan plan, PlanNode node, object request, RunCont
         r = call_step(plan, step, body, ctx)
         if type(r) is not StepResult:
             r = await r
-        result = <StepResult>r
+        result = step_result(r)
+        if _trace_steps:
+            trace_step(node, step, result)
         response = result.body
         if step.hard and not (200 <= result.status <= 299):
             return result
@@ -241,15 +270,23 @@ async def run_sequence(CompiledPlan plan, PlanNode node, object request, RunCont
 
 async def run_switch(CompiledPlan plan, PlanNode node, object request, RunContext ctx, bint is_root):
     cdef PlanStep step
-    if body_is_valid_json(request):
-        for s in node.steps:
-            step = <PlanStep>s
-            if step.condition is not None and path_exists(step.condition, request):
-                r = call_step(plan, step, request, ctx)
-                if type(r) is not StepResult:
-                    r = await r
-                return r
-    raise RouteFailure(_SWITCH_MISS.decode(), 404 if is_root else 500)
+    cdef PlanStep taken = None
+    # KServe validates the request, then takes the first step whose path exists.
+    # Finding the step first gives the same answer (an invalid request is a miss
+    # either way) and spares the validation scan when nothing matches.
+    for s in node.steps:
+        step = <PlanStep>s
+        if step.condition is not None and path_exists(step.condition, request):
+            taken = step
+            break
+    if taken is None or not body_is_valid_json(request):
+        raise RouteFailure(_SWITCH_MISS.decode(), 404 if is_root else 500)
+    r = call_step(plan, taken, request, ctx)
+    if type(r) is not StepResult:
+        r = step_result(await r)
+    if _trace_steps:
+        trace_step(node, taken, <StepResult>r)
+    return r
 
 
 async def run_splitter(CompiledPlan plan, PlanNode node, object request, RunContext ctx):
@@ -262,7 +299,9 @@ async def run_splitter(CompiledPlan plan, PlanNode node, object request, RunCont
         if point < step.weight_end:
             r = call_step(plan, step, request, ctx)
             if type(r) is not StepResult:
-                r = await r
+                r = step_result(await r)
+            if _trace_steps:
+                trace_step(node, step, <StepResult>r)
             return r
     raise RouteFailure("no Splitter step was picked: weights do not sum to 100")
 
@@ -288,6 +327,8 @@ cdef class EnsembleJoin:
             self.waiter.set_result(outcome)
             return
         cdef StepResult res = <StepResult>outcome
+        if _trace_steps:
+            trace_step(self.node, <PlanStep>self.node.steps[i], res)
         if not body_is_valid_json(res.body) or not _is_object_or_null(res.body):
             self.waiter.set_result(RouteFailure(go_unmarshal_map_error(res.body)))
             return
@@ -312,7 +353,7 @@ cdef class EnsembleJoin:
             self.settle(i, RouteFailure("context canceled"))
             return
         exc = fut.exception()
-        self.settle(i, exc if exc is not None else fut.result())
+        self.settle(i, exc if exc is not None else step_result(fut.result()))
 
 
 cdef bint _is_object_or_null(object body) except -1:
@@ -429,15 +470,29 @@ cdef bytes sniff_content_type(object body):
     return CT_TEXT
 
 
-async def execute(CompiledPlan plan, object body, RunContext ctx):
-    """Run ``body`` through the plan from its root; always answers a Response."""
-    cdef StepResult result
-    try:
-        result = await run_node(plan, <PlanNode>plan.nodes[0], body, ctx, True)
-    except RouteFailure as e:
-        return error_response(e.status, e.cause)
-    except _UpstreamError as e:
-        return error_response(500, str(e))
+cdef Response answer(StepResult result):
+    """The graph's answer for the root node's result, typed as KServe's router types it."""
     if body_is_valid_json(result.body):
         return Response(result.status, result.body, CT_JSON)
     return Response(result.status, result.body, sniff_content_type(result.body))
+
+
+cdef Response failure_answer(BaseException e):
+    """The graph's answer for a failure that left the root node (None: not ours)."""
+    if isinstance(e, RouteFailure):
+        return error_response((<object>e).status, (<object>e).cause)
+    if isinstance(e, _UpstreamError):
+        return error_response(500, str(e))
+    return None
+
+
+async def execute(CompiledPlan plan, object body, RunContext ctx):
+    """Run ``body`` through the plan from its root; always answers a Response."""
+    cdef PlanNode root = <PlanNode>plan.nodes[0]
+    try:
+        if root.router_type == ROUTER_SEQUENCE:
+            # the usual root: one coroutine level less on the request path
+            return answer(await run_sequence(plan, root, body, ctx))
+        return answer(step_result(await run_node(plan, root, body, ctx, True)))
+    except (RouteFailure, _UpstreamError) as e:
+        return failure_answer(e)

@@ -52,6 +52,19 @@ def test_valid():
     assert gjson.valid(deep)
 
 
+def test_deep_nesting_is_scanned_iteratively_and_recursion_is_bounded():
+    deep = b'{"a":' + b"[" * 200000 + b"]" * 200000 + b',"b":1}'
+    assert gjson.valid(deep)
+    assert gjson.get(deep, "b").raw == b"1"
+    assert gjson.get(deep, "a.#").raw == b"1"
+    # modifiers that walk every level hit Python's recursion limit, not the C stack
+    for path in ("@pretty", "@dig:b", "a|@flatten:{\"deep\":true}"):
+        with pytest.raises(RecursionError):
+            gjson.get(deep, path)
+    with pytest.raises(RecursionError):
+        gjson.get(deep, "a").value()
+
+
 @pytest.mark.parametrize("path,position,fragment", [
     ("", 0, "empty"),
     ("friends.#(age>45", 9, "never closed"),
@@ -120,3 +133,91 @@ def test_truncated_documents_are_invalid_and_values_stay_in_bounds(value, data):
 def test_random_bytes_never_crash(doc, path):
     gjson.compile(path).get(doc)
     gjson.valid(doc)
+
+
+this_rests = st.lists(st.sampled_from(
+    ["#", "0", "1", "#(a)", "#(a==1)#", "#(k)", ".", "|", "a", "k", "#.a", "*", "@this",
+     "#(==0)#", "#(!=null)#", "#(%\"*\")"]),
+    min_size=1, max_size=3).map(".".join)
+
+
+@PROPS
+@given(json_values, st.sampled_from(["", " ", "\n", " x", "]", "}", " {}", " n", "[", " \"", " [1"]),
+       this_rests,
+       st.integers(0, 3))
+def test_this_array_fast_path_equals_materialized_array(value, tail, rest, cut):
+    # '[@this].REST' is evaluated in place; '[@this,!nope]' builds the same array
+    doc = json.dumps(value).encode() + tail.encode()
+    doc = doc[:len(doc) - cut] if cut < len(doc) else doc
+    for sep in ".|":
+        fast = gjson.compile("[@this]" + sep + rest).get(doc)
+        slow = gjson.compile("[@this,!nope]" + sep + rest).get(doc)
+        assert (fast.exists, fast.raw, fast.type) == (slow.exists, slow.raw, slow.type)
+
+
+@PROPS
+@given(json_values, st.sampled_from(["", " ", "\n", " x", "]", "}"]), this_rests,
+       st.sampled_from(["[@this].", "[@this]|", "", "k."]), st.integers(0, 2))
+def test_match_is_valid_and_exists(value, tail, rest, prefix, cut):
+    doc = (json.dumps({"k": value, "a": 1}) + tail).encode()
+    doc = doc[:len(doc) - cut]
+    path = gjson.compile(prefix + rest)
+    assert path.match(doc) == (gjson.valid(doc) and path.exists(doc))
+
+
+def _reference_squash(doc: bytes, i: int) -> bytes:
+    """gjson's parseSquash, transcribed byte for byte (slow, obviously correct)."""
+    s, depth, n = i, 1, len(doc)
+    i += 1
+    while i < n:
+        c = doc[i]
+        if c == 0x22:
+            i += 1
+            s2 = i
+            while i < n:
+                if doc[i] > 0x5C:
+                    i += 1
+                    continue
+                if doc[i] == 0x22:
+                    if doc[i - 1] == 0x5C:
+                        run, j = 0, i - 2
+                        while j > s2 - 1 and doc[j] == 0x5C:
+                            run, j = run + 1, j - 1
+                        if run % 2 == 0:
+                            i += 1
+                            continue
+                    break
+                i += 1
+        elif c in b"{[(":
+            depth += 1
+        elif c in b"}])":
+            depth -= 1
+            if depth == 0:
+                return doc[s:i + 1]
+        i += 1
+    return doc[s:]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from([b"[", b"]", b"{", b"}", b"(", b")", b'"', b"\\", b"\\\"",
+                                 b"a", b" ", b"12345678901234567", b"\\\\"]),
+                max_size=60).map(b"".join))
+def test_nested_value_skipping_matches_gjson(body):
+    doc = b'{"a":[' + body
+    assert gjson.get(doc, "a").raw == _reference_squash(doc, 5)
+
+
+def test_scratch_memory_does_not_grow_with_the_document():
+    import tracemalloc
+    doc = b'{"rows":[' + b",".join([b'{"t\\u0041":"a\\"b","k":1}'] * 20000) + b"]}"
+    for path in ('rows.#(t\\u0041=="zz")', 'rows.#(tA=="zz")#.k', "rows.#.tA", "rows.#.k"):
+        compiled = gjson.compile(path)
+        result = len(compiled.get(doc).raw)
+        tracemalloc.start()
+        try:
+            compiled.exists(doc)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        # every key and value here is escaped; only the result may take memory
+        assert peak < 3 * result + 50_000, (path, peak, result, len(doc))

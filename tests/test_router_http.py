@@ -168,3 +168,45 @@ def test_ensemble_over_http_merges_raw_bodies(loop):
     r = loop.run(go())
     assert r.status == 200
     assert bytes(r.body) == b'{"a":{"p": [1, 2.50]},"b":{"p":"b"}}'
+
+
+def test_plan_infer_in_a_task_awaits_http_steps(loop):
+    """Embedded use: plan.infer runs in an asyncio Task (not the router's Flow)."""
+    import engine
+
+    async def go():
+        m = await ModelServer(static({"predictions": [7]})).start()
+        try:
+            plan = engine.load(seq_graph(m.url, m.url)).compile()
+            try:
+                results = await asyncio.gather(*(plan.infer({"i": i}) for i in range(5)))
+            finally:
+                await plan.aclose()
+            return results
+        finally:
+            await m.close()
+    results = loop.run(go())
+    assert [(r.status, r.json()) for r in results] == [(200, {"predictions": [7]})] * 5
+
+
+def test_cancelling_an_embedded_request_cancels_its_wait(loop):
+    import engine
+
+    async def slow(request):
+        await asyncio.sleep(5)
+        return 200, {}
+
+    async def go():
+        m = await ModelServer(slow).start()
+        try:
+            plan = engine.load(seq_graph(m.url)).compile()
+            task = asyncio.ensure_future(plan.infer({}))
+            while not m.requests:
+                await asyncio.sleep(0.01)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await plan.aclose()
+        finally:
+            await m.close()
+    loop.run(go())

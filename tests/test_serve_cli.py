@@ -49,15 +49,20 @@ def start(args, **kw):
 
 
 def stop(proc, timeout=20):
+    """SIGTERM, wait, and keep what the process wrote to stderr on ``proc.err_text``."""
     try:
         proc.send_signal(signal.SIGTERM)
-        return proc.wait(timeout)
+        _, err = proc.communicate(timeout=timeout)
+        proc.err_text = err.decode()
+        return proc.returncode
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-        proc.stdout.close()
-        proc.stderr.close()
+            proc.communicate(timeout=5)
+
+
+def proc_stderr_lines(proc):
+    return [line for line in proc.err_text.splitlines() if line.startswith("{")]
 
 
 @pytest.fixture
@@ -124,9 +129,9 @@ def test_invalid_graph_fails_at_start_with_the_field_path(tmp_path):
                   "--grpc-port", "0"])
     try:
         code = proc.wait(20)
-        err = proc.stderr.read().decode()
     finally:
         stop(proc)
+    err = proc.err_text
     assert code == 1
     assert "spec.nodes.root" in err and "Traceback" not in err
 
@@ -160,3 +165,55 @@ def test_demo_serves_and_answers():
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "Sample request -> 200" in out.stdout and '"beagle"' in out.stdout
+
+
+def test_access_log_and_step_records_are_json_lines(model):
+    graph = {"nodes": {"root": {"routerType": "Sequence", "steps": [
+        {"name": "first", "serviceUrl": model.url}, {"serviceUrl": model.url}]}}}
+    port = free_port()
+    proc = start(["serve", "--graph-json", json.dumps(graph), "--http-port", str(port),
+                  "--host", "127.0.0.1", "--drain-seconds", "0", "--access-log", "--log-level", "DEBUG"])
+    try:
+        wait_ready(port, proc)
+        assert post(port, {"x": 1})[0] == 200
+    finally:
+        assert stop(proc) == 0
+    records = [json.loads(line) for line in proc_stderr_lines(proc)]
+    steps = [r for r in records if r["msg"] == "step"]
+    requests = [r for r in records if r["msg"] == "request"]
+    assert [(s["node"], s["step"], s["status"]) for s in steps] == [("root", "first", 200), ("root", "1", 200)]
+    assert len(requests) == 1 and requests[0]["status"] == 200 and requests[0]["method"] == "POST"
+    assert requests[0]["level"] == "info" and requests[0]["ms"] >= 0
+
+
+def test_no_per_request_records_by_default(model):
+    graph = {"nodes": {"root": {"routerType": "Sequence", "steps": [{"serviceUrl": model.url}]}}}
+    port = free_port()
+    proc = start(["serve", "--graph-json", json.dumps(graph), "--http-port", str(port),
+                  "--host", "127.0.0.1", "--drain-seconds", "0"])
+    try:
+        wait_ready(port, proc)
+        for _ in range(5):
+            assert post(port, {})[0] == 200
+    finally:
+        assert stop(proc) == 0
+    msgs = [json.loads(line)["msg"] for line in proc_stderr_lines(proc)]
+    assert "request" not in msgs and "step" not in msgs and "serving" in msgs
+
+
+def test_service_names_resolve_through_kserve_template(tmp_path):
+    graph = tmp_path / "g.json"
+    graph.write_text(json.dumps(GRAPH))
+    env = dict(os.environ, POD_NAMESPACE="team-b")
+    default = subprocess.run([sys.executable, "-m", "engine", "explain", "--plan", str(graph)],
+                             capture_output=True, text=True, timeout=60, env=env)
+    assert "-> http://echo.team-b.svc.cluster.local/v1/models/echo:predict" in default.stdout
+    custom = subprocess.run([sys.executable, "-m", "engine", "run", str(graph), "--data", "{}",
+                             "--service-template", "http://127.0.0.1:9/{namespace}/{name}"],
+                            capture_output=True, text=True, timeout=60, env=env)
+    assert custom.returncode == 2
+    assert 'Post \\"http://127.0.0.1:9/team-b/echo\\"' in custom.stdout
+    bad = subprocess.run([sys.executable, "-m", "engine", "run", str(graph), "--data", "{}",
+                          "--service-template", "http://{host}/x"], capture_output=True, text=True,
+                         timeout=60, env=env)
+    assert bad.returncode == 1 and "--service-template" in bad.stderr and "Traceback" not in bad.stderr

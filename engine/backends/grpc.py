@@ -90,7 +90,7 @@ class ChannelPool:
 
 def metadata_of(headers: list) -> list:
     """Propagated headers as gRPC metadata (lower-case keys, str values)."""
-    out = []
+    out: list[tuple[str, str | bytes]] = []
     for k, v in headers:
         key = bytes(k).lower()
         if key in _RESERVED or key.startswith(b"grpc-") or key.startswith(b":"):

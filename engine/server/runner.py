@@ -36,6 +36,7 @@ class ServeOptions:
     max_body_size: int = 64 * 1024 * 1024
     max_header_size: int = 64 * 1024
     max_headers: int = 100
+    access_log: bool = False
     policy: Policy = dataclasses.field(default_factory=Policy)
 
 
@@ -60,6 +61,10 @@ class RouterInstance:
         self.sock = sock
         self.plan = graph.compile(policy=options.policy)
         self.app = _core.GraphApp(self.plan.compiled, self.plan.propagation)
+        if options.access_log:
+            self.app.enable_access_log(logging.getLogger("engine.access"))
+        if logging.getLogger("engine.steps").isEnabledFor(logging.DEBUG):
+            _core.set_step_tracing(logging.getLogger("engine.steps"))
         timeouts = self.plan.timeouts
         self.http = _core.HttpServer(
             self.app,

@@ -31,6 +31,7 @@ cdef class Flow:
     cdef object value
     cdef object exc
     cdef list callbacks
+    cdef object direct
     cdef int state
     cdef void step(self)
     cdef void settle(self, int state, object value, object exc)
@@ -195,13 +196,16 @@ cdef class _HttpServerProtocol:
     cdef Py_ssize_t head_bytes
     cdef Py_ssize_t head_raw
     cdef Py_ssize_t nheaders
+    cdef Py_ssize_t messages_done
     cdef long long content_length
     cdef bint in_message
     cdef bint headers_done
     cdef bint expect_continue
+    cdef bint connection_header
     cdef bint continue_owed
     cdef bint closing
     cdef bint closed
+    cdef bint lingering
     cdef bint writing_paused
     cdef bint reading_paused
     cdef int error_status
@@ -243,16 +247,26 @@ cdef class ClientResponse:
     cdef readonly object body
 
 
+cdef class ResponseSink:
+    cdef on_response(self, ClientResponse resp)
+    cdef on_error(self, object exc)
+
+
 cdef class _Call:
     cdef Endpoint ep
     cdef object fut
+    cdef ResponseSink sink
     cdef object timer
     cdef object conn
     cdef object body
     cdef bytes head
     cdef int phase
     cdef bint retried
+    cdef double deadline
 
+    cdef bint is_done(self)
+    cdef arm_own_timer(self, loop)
+    cdef deliver(self, ClientResponse resp, object exc)
     cdef finish(self, ClientResponse resp)
     cdef fail(self, str cause, bint prefixed=*)
 
@@ -266,6 +280,9 @@ cdef class HttpClient:
     cdef readonly bint closed
 
     cdef object c_request(self, Endpoint ep, object body, list headers, double timeout)
+    cdef int c_request_to(self, Endpoint ep, object body, list headers, double timeout,
+                          ResponseSink sink) except -1
+    cdef submit_call(self, _Call call, Endpoint ep, object body, list headers, double timeout)
 
 
 cdef class _HostPool:
@@ -311,14 +328,27 @@ cdef class _ClientConnection:
     cdef long long chunk_size
     cdef int digits
     cdef Py_ssize_t line_len
+    cdef object timer
+    cdef double timer_at
 
+    cdef arm_timer(self, double deadline)
     cdef bint in_idle(self)
     cdef abort(self)
     cdef start(self, _Call call, bint reused)
     cdef fail_read(self, _Call call, exc)
     cdef malformed(self, str what)
+    cdef scan(self, data)
     cdef bint parse_head(self, const char *s, Py_ssize_t length) except -1
     cdef complete(self, _Call call, bint may_reuse)
+
+
+cdef class _ForwardOne:
+    cdef HttpClient client
+    cdef Endpoint ep
+
+
+cdef class _Relay(ResponseSink):
+    cdef object out
 
 
 # ---- app.pyx ----------------------------------------------------------------
@@ -330,6 +360,7 @@ cdef class GraphApp:
     cdef readonly long long requests_total
     cdef readonly long long requests_failed
     cdef readonly long long in_flight
+    cdef readonly object access_log
     cpdef bytes metrics_text(self)
 
 
@@ -338,6 +369,17 @@ cdef class GraphApp:
 cdef class HttpBackend(Backend):
     cdef readonly Endpoint endpoint
     cdef readonly HttpClient client
+
+
+cdef class HttpStepCall(ResponseSink):
+    cdef object loop
+    cdef object outcome
+    cdef bint finished
+    cdef bint failed
+    cdef Flow waiter
+    cdef list callbacks
+    cdef public bint _asyncio_future_blocking
+    cdef void settle(self, object outcome, bint failed)
 
 
 cdef class FailingBackend(Backend):

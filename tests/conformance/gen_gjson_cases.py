@@ -5,7 +5,9 @@ Usage (needs Go and Debian's golang-github-tidwall-gjson-dev, works offline):
     python tests/conformance/gen_gjson_cases.py
 
 builds tests/conformance/gjson_oracle/main.go against gjson 1.14.x, asks it about every
-(document, path) pair below and writes one JSON line per case.  Constructs that
+(document, path) pair below (a hand-picked cross product, byte-level mutations of the
+documents, and seeded random documents under random chains of path components) and
+writes one JSON line per case.  Constructs that
 changed after 1.14 (the @dig modifier, the ~true/~false/~null/~* tilde values) come
 from HAND_WRITTEN, written from gjson v1.18's SYNTAX.md and source, and are marked
 "source": "hand-written-v1.18".  CI only reads the committed corpus.
@@ -77,6 +79,10 @@ PATHS = [
     "instances.#(modelId)", "instances.#(modelId==\"2\").x", "instances.#(modelId==\"2\")#.x",
     "[@this].#(decision_picker==ERROR)", "[@this].#(decision_picker==\"ERROR\")",
     "[@this].#(decision_picker!=ERROR)", "[@this].#(decision_picker==OK)",
+    "[@this].0", "[@this]|0", "[@this].#", "[@this]|#", "[@this].1", "[@this].0.name",
+    "[@this].#.name", "[@this].#(name)#", "[@this].#(age>40)#|0", "[@this].#(n==null)",
+    "[@this].#(a)", "[@this].#(==\"just a string\")", "[@this].#(==42)", "[@this].*",
+    "[@this].@reverse", "[@this]|@this", "[@this].#(friends.#(age>45))#.age",
     "predictions.#(label==\"dog\")", "predictions.#(label==dog)", "predictions.#(score>0.5)",
     "predictions.#(score<0.5)#.label", "predictions.#", "predictions.0", "predictions.#.label",
     "parameters.decision_picker", "model_name", "id",
@@ -117,7 +123,17 @@ PATHS = [
     "friends.#(nets.#(%\"i*\"))#.last", "friends.#(nets.#(==\"tw\")#)#.first",
 ]
 
+# SYNTAX.md's tilde example, and the variant from tidwall/gjson issue #327 that made
+# ~false mean "false-ish" instead of "not true-ish"
+TILDE_VALS = ('{"vals":[{"a":1,"b":"true"},{"a":2,"b":true},{"a":3,"b":false},{"a":4,"b":"0"},'
+              '{"a":5,"b":0},{"a":6,"b":"1"},{"a":7,"b":1},{"a":8,"b":"true"},'
+              '{"a":9,"b":false},{"a":10,"b":null},{"a":11}]}')
+TILDE_ISSUE_327 = TILDE_VALS.replace('"b":"true"},{"a":2,"b":true}',
+                                     '"b":"something"},{"a":2,"b":"else"}')
+
 HAND_WRITTEN_DOCS = {
+    "tilde": TILDE_VALS,
+    "issue327": TILDE_ISSUE_327,
     "vals": DOCS[8],
     "syntax": DOCS[0],
     "kserve": DOCS[3],
@@ -127,6 +143,14 @@ HAND_WRITTEN_DOCS = {
 # ~true is true-ish (true, a "true"/"1"/"t" string, a non-zero number), ~false is
 # false-ish or missing, ~null is null or missing, ~* is any existing value.
 HAND_WRITTEN = [
+    ("tilde", "vals.#(b==~true)#.a", True, "[1,2,6,7,8]"),
+    ("tilde", "vals.#(b==~false)#.a", True, "[3,4,5,9,10,11]"),
+    ("tilde", "vals.#(b==~null)#.a", True, "[10,11]"),
+    ("tilde", "vals.#(b==~*)#.a", True, "[1,2,3,4,5,6,7,8,9,10]"),
+    ("tilde", "vals.#(b!=~*)#.a", True, "[11]"),
+    ("issue327", "vals.#(b==~false)#.a", True, "[3,4,5,9,10,11]"),
+    ("issue327", "vals.#(b==~true)#.a", True, "[6,7,8]"),
+    ("issue327", "vals.#(b!=~false)#.a", True, "[1,2,6,7,8]"),
     ("vals", "vals.#(b==~true)#.a", True, "[1,5]"),
     ("vals", "vals.#(b==~false)#.a", True, "[2,3,4,6]"),
     ("vals", "vals.#(b==~null)#.a", True, "[3,4]"),
@@ -185,10 +209,47 @@ def fuzz_pairs(rng: random.Random, count: int):
         yield doc, rng.choice(PATHS)
 
 
+RANDOM_KEYS = ["a", "b", "c", "name", "x.y", "a*", "\u00e9", "", "k\"q", "1", "0"]
+RANDOM_SCALARS = [None, True, False, 0, 1, -2.5, 1e21, "x", "", "true", "1", "a\"b",
+                  "\u00e9", "0", "*", 3]
+RANDOM_COMPONENTS = [
+    "a", "b", "c", "name", "0", "1", "2", "#", "*", "?", "a*", "x\\.y", "k\\\"q", "\u00e9",
+    "@this", "@reverse", "@keys", "@values", "@flatten", "@join", "@ugly", "@pretty",
+    "@valid", "@tostr", "@fromstr", "@group", "#(a)", "#(a==1)", "#(a==1)#", "#(==\"x\")",
+    "#(==true)#", "#(b>0)#", "#(a!=null)#", "#(a%\"*\")", "#(a<\"b\")#", "#(#>1)",
+    "#(a.#>0)#", "[a,b]", "{a,b}", "{\"k\":a}", "!true", "!1", "#.a", "#.#", "[@this]",
+    "..0",
+]
+
+
+def random_value(rng: random.Random, depth: int = 0):
+    r = rng.random()
+    if depth > 3 or r < 0.35:
+        return rng.choice(RANDOM_SCALARS)
+    if r < 0.65:
+        return [random_value(rng, depth + 1) for _ in range(rng.randrange(4))]
+    return {rng.choice(RANDOM_KEYS): random_value(rng, depth + 1)
+            for _ in range(rng.randrange(4))}
+
+
+def random_pairs(rng: random.Random, count: int):
+    """Random documents (some truncated) under random chains of path components."""
+    for _ in range(count):
+        doc = json.dumps(random_value(rng), ensure_ascii=rng.random() < 0.5,
+                         indent=rng.choice([None, None, 1]))
+        if rng.random() < 0.15:
+            doc = doc[: rng.randrange(len(doc) + 1)]
+        path = rng.choice(RANDOM_COMPONENTS)
+        for _ in range(rng.randrange(4)):
+            path += rng.choice(".|") + rng.choice(RANDOM_COMPONENTS)
+        yield doc, path
+
+
 def main() -> int:
     pairs = [(d, p) for d in DOCS[:16] for p in PATHS]
     pairs += [(d, p) for d in DOCS[16:] for p in PATHS[:40]]
     pairs += list(fuzz_pairs(random.Random(20240501), 600))
+    pairs += list(random_pairs(random.Random(20240502), 1500))
     pairs = [(d, p) for d, p in pairs if "@dig" not in p and "~" not in p]
     with tempfile.TemporaryDirectory() as tmp:
         exe = build_oracle(Path(tmp))

@@ -1,0 +1,31 @@
+#!/bin/sh
+# Installs the load tools of bench/ from Debian packages when they are missing:
+# wrk (load generator) and nginx-light (the C reference). Idempotent: with both
+# present it changes nothing and touches no network.
+set -eu
+
+missing=""
+command -v wrk >/dev/null 2>&1 || missing="$missing wrk"
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing="$missing nginx-light"
+command -v taskset >/dev/null 2>&1 || missing="$missing util-linux"
+
+if [ -z "$missing" ]; then
+    echo "bench/setup.sh: wrk, nginx and taskset are installed"
+    exit 0
+fi
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+    sudo="sudo"
+fi
+echo "bench/setup.sh: installing$missing"
+# The bench runs its own nginx: keep the package from starting a system one on
+# port 80 (which fails the install in containers where 80 is taken).
+policy=/usr/sbin/policy-rc.d
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $sudo tee "$policy" >/dev/null
+    $sudo chmod +x "$policy"
+    trap '$sudo rm -f "$policy"' EXIT
+fi
+$sudo apt-get update
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y $missing
