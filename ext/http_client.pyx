@@ -570,6 +570,26 @@ cdef class _ClientConnection:
         if call is not None:
             call.fail(f"net/http: HTTP/1.x transport connection broken: {what}")
 
+    def get_buffer(self, Py_ssize_t sizehint):
+        # uvloop asks (asyncio's selector transport only asks BufferedProtocol
+        # instances and calls data_received): a large body's rest goes straight into
+        # it, anything else into the shared read buffer
+        self.buffered = True
+        if self.in_reader:
+            return self.reader
+        return read_buffer
+
+    def buffer_updated(self, Py_ssize_t nbytes):
+        if self.in_reader:
+            self.reader.offset += nbytes
+            self.body_read(nbytes)
+            return
+        data = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(read_buffer), nbytes)
+        try:
+            self.scan(data)
+        except Exception as exc:
+            self.malformed(f"{type(exc).__name__}: {exc}")
+
     def data_received(self, data):
         try:
             self.scan(data)
@@ -640,7 +660,10 @@ cdef class _ClientConnection:
                         self.reader = new_body_reader(self, False)
                     reader_window(self.reader, <bytes>self.body, self.filled,
                                   self.filled + self.remaining)
-                    self.transport.set_protocol(self.reader)
+                    if self.buffered:
+                        self.in_reader = True   # our get_buffer hands out the window
+                    else:
+                        self.transport.set_protocol(self.reader)
                     return
             elif self.state == RS_UNTIL_EOF:
                 self.chunks.append(data[pos:] if pos else data)
@@ -711,7 +734,9 @@ cdef class _ClientConnection:
             return
         self.reader.body = None
         self.state = RS_DONE
-        if self.transport is not None:
+        if self.in_reader:
+            self.in_reader = False
+        elif self.transport is not None:
             self.transport.set_protocol(self)
         if call is None:
             self.abort()

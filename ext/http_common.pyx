@@ -148,6 +148,13 @@ cdef inline bint header_is(bytes name, const char *lower, Py_ssize_t n) noexcept
 cdef Py_ssize_t LARGE_BODY = 65536
 
 
+# What uvloop reads into when a protocol's get_buffer has no body to fill: shared by
+# every connection, as uvloop's own read buffer is, since each read is consumed (copied
+# into bytes) before the next one starts. 64 KiB as libuv suggests: a read carrying a
+# head then brings at most that much of a large body before the body reader takes over.
+cdef bytearray read_buffer = bytearray(65536)
+
+
 cdef class _BodyReader:
     """The transport's protocol while a large Content-Length body is being read: an
     asyncio buffered protocol whose buffer is the unread rest of the body's bytes object,

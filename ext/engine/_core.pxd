@@ -320,6 +320,8 @@ cdef class _ClientConnection:
     cdef bint reused
     cdef bint got_byte
     cdef bint response_close
+    cdef bint buffered                  # the transport calls get_buffer (uvloop)
+    cdef bint in_reader                 # get_buffer hands out the body reader's window
     cdef bytearray head
     cdef int state
     cdef str addresses
