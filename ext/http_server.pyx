@@ -378,7 +378,8 @@ cdef class _HttpServerProtocol:
 
     def on_body(self, bytes body):
         if self.body_buf is not None:
-            # the part of a large body that came in one read with its head
+            # the part of a large body that came in one read with its head; llhttp
+            # never passes Content-Length, the check only guards the memcpy
             if self.body_size + PyBytes_GET_SIZE(body) > PyBytes_GET_SIZE(self.body_buf):
                 self.stop(400, "body longer than Content-Length")
             memcpy(PyBytes_AS_STRING(self.body_buf) + self.body_size,
