@@ -566,3 +566,27 @@ def test_expect_continue_before_a_large_body(loop):
             writer.write(body)
             assert (await read_response(reader))[::2] == (200, digest(body))
     loop.run(main())
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_mixed_pipeline_in_random_fragments(loop, seed):
+    rng = random.Random(seed)
+    bodies = [big_body(100_000, seed), b"{}", b"chunked!", big_body(70_000, seed + 1),
+              b"y" * 20_000, big_body(300_000, seed + 2)]
+    stream = b"".join(
+        b"POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nchu\r\n5\r\nnked!\r\n0\r\n\r\n"
+        if body == b"chunked!" else post(b"/%d" % i, body) for i, body in enumerate(bodies))
+
+    async def main():
+        seen = []
+        async with serving(digest_handler(seen)) as (server, port), connect(port) as (reader, writer):
+            i = 0
+            while i < len(stream):
+                step = rng.choice((1, 2, 7, rng.randint(1, 100_000)))
+                writer.write(stream[i:i + step])
+                i += step
+                await writer.drain()
+            for body in bodies:
+                assert (await read_response(reader))[::2] == (200, digest(body))
+        assert seen == [bytes] * len(bodies)
+    loop.run(main())
