@@ -6,6 +6,7 @@ import os as _os
 import ssl as _ssl
 from urllib.parse import urlsplit as _urlsplit
 
+from engine.errors import InternalEngineError as _InternalEngineError
 from engine.errors import UpstreamError as _UpstreamError
 
 cdef bytes _CONTENT_TYPE_JSON = b"Content-Type: application/json\r\n"
@@ -95,10 +96,10 @@ cdef class ResponseSink:
     not raise (an exception is logged and dropped)."""
 
     cdef on_response(self, ClientResponse resp):
-        raise NotImplementedError
+        raise _InternalEngineError(f"{type(self).__name__} does not implement ResponseSink.on_response")
 
     cdef on_error(self, object exc):
-        raise NotImplementedError
+        raise _InternalEngineError(f"{type(self).__name__} does not implement ResponseSink.on_error")
 
 
 @cython.final
@@ -490,6 +491,7 @@ cdef class _ClientConnection:
 
     def connection_lost(self, exc):
         cdef _Call call = self.call
+        self.reader = None      # it points back here
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -568,6 +570,26 @@ cdef class _ClientConnection:
         if call is not None:
             call.fail(f"net/http: HTTP/1.x transport connection broken: {what}")
 
+    def get_buffer(self, Py_ssize_t sizehint):
+        # uvloop asks (asyncio's selector transport only asks BufferedProtocol
+        # instances and calls data_received): a large body's rest goes straight into
+        # it, anything else into the shared read buffer
+        self.buffered = True
+        if self.in_reader:
+            return self.reader
+        return read_buffer
+
+    def buffer_updated(self, Py_ssize_t nbytes):
+        if self.in_reader:
+            self.reader.offset += nbytes
+            self.body_read(nbytes)
+            return
+        data = PyBytes_FromStringAndSize(PyByteArray_AS_STRING(read_buffer), nbytes)
+        try:
+            self.scan(data)
+        except Exception as exc:
+            self.malformed(f"{type(exc).__name__}: {exc}")
+
     def data_received(self, data):
         try:
             self.scan(data)
@@ -631,6 +653,18 @@ cdef class _ClientConnection:
                 self.remaining -= take
                 if self.remaining == 0:
                     self.state = RS_DONE
+                elif self.filled + self.remaining >= LARGE_BODY and not self.pool.tls and \
+                        self.transport is not None:
+                    # the read is used up: the socket fills the rest of the body directly
+                    if self.reader is None:
+                        self.reader = new_body_reader(self, False)
+                    reader_window(self.reader, <bytes>self.body, self.filled,
+                                  self.filled + self.remaining)
+                    if self.buffered:
+                        self.in_reader = True   # our get_buffer hands out the window
+                    else:
+                        self.transport.set_protocol(self.reader)
+                    return
             elif self.state == RS_UNTIL_EOF:
                 self.chunks.append(data[pos:] if pos else data)
                 pos = n
@@ -690,6 +724,24 @@ cdef class _ClientConnection:
                     self.response_close = True
                 self.complete(call, True)
                 return
+
+    cdef body_read(self, Py_ssize_t n):
+        """The body reader got n more bytes straight into self.body."""
+        cdef _Call call = self.call
+        self.filled += n
+        self.remaining -= n
+        if self.remaining > 0:
+            return
+        self.reader.body = None
+        self.state = RS_DONE
+        if self.in_reader:
+            self.in_reader = False
+        elif self.transport is not None:
+            self.transport.set_protocol(self)
+        if call is None:
+            self.abort()
+        else:
+            self.complete(call, True)
 
     cdef bint parse_head(self, const char *s, Py_ssize_t length) except -1:
         """Parse a status line and headers (length covers the last header's CRLF).

@@ -6,8 +6,10 @@ cimport cython
 from libc.time cimport time_t, time as c_time
 from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
 from cpython.bytes cimport PyBytes_FromStringAndSize, PyBytes_AS_STRING, PyBytes_GET_SIZE
-from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
+from cpython.buffer cimport (PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE, PyBUF_FORMAT,
+                             PyBUF_ND, PyBUF_STRIDES)
 
+import asyncio.protocols as _asyncio_protocols
 import email.utils as _email_utils
 import http as _http
 
@@ -138,3 +140,90 @@ cdef inline int format_uint(char *out, unsigned long long v) noexcept nogil:
 
 cdef inline bint header_is(bytes name, const char *lower, Py_ssize_t n) noexcept:
     return PyBytes_GET_SIZE(name) == n and strncasecmp(PyBytes_AS_STRING(name), lower, n) == 0
+
+
+# Content-Length bodies from this size on are read into one preallocated bytes object
+# of exactly that size, the socket reading straight into it (_BodyReader); smaller ones
+# keep the per-read path, where one more copy costs less than switching protocols.
+cdef Py_ssize_t LARGE_BODY = 65536
+
+
+# What uvloop reads into when a protocol's get_buffer has no body to fill: shared by
+# every connection, as uvloop's own read buffer is, since each read is consumed (copied
+# into bytes) before the next one starts. 64 KiB as libuv suggests: a read carrying a
+# head then brings at most that much of a large body before the body reader takes over.
+cdef bytearray read_buffer = bytearray(65536)
+
+
+cdef class _BodyReader:
+    """The transport's protocol while a large Content-Length body is being read: an
+    asyncio buffered protocol whose buffer is the unread rest of the body's bytes object,
+    so the kernel copies into it directly (no bytes per read, no join). The bytes object
+    is fresh and not yet visible to anyone else, so filling it in place is safe; once
+    full it is handed on and never written again. Every other callback goes to the
+    owner (server protocol or client connection), which switches the transport back."""
+
+    def get_buffer(self, Py_ssize_t sizehint):
+        return self
+
+    def buffer_updated(self, Py_ssize_t nbytes):
+        self.offset += nbytes
+        if self.for_server:
+            (<_HttpServerProtocol>self.owner).body_read(nbytes)
+        else:
+            (<_ClientConnection>self.owner).body_read(nbytes)
+
+    def eof_received(self):
+        return self.owner.eof_received()
+
+    def connection_lost(self, exc):
+        self.body = None
+        self.owner.connection_lost(exc)
+
+    def pause_writing(self):
+        self.owner.pause_writing()
+
+    def resume_writing(self):
+        self.owner.resume_writing()
+
+    def __len__(self):
+        return self.end - self.offset
+
+    def __getbuffer__(self, Py_buffer *view, int flags):
+        if self.body is None or self.offset >= self.end:
+            raise BufferError("no body is being read")
+        view.buf = PyBytes_AS_STRING(self.body) + self.offset
+        view.len = self.end - self.offset
+        view.readonly = 0
+        view.itemsize = 1
+        view.format = NULL
+        if flags & PyBUF_FORMAT:
+            view.format = b"B"
+        view.ndim = 1
+        view.shape = &view.len if (flags & PyBUF_ND) else NULL
+        view.strides = &view.itemsize if (flags & PyBUF_STRIDES) == PyBUF_STRIDES else NULL
+        view.suboffsets = NULL
+        view.internal = NULL
+        view.obj = self
+
+    def __releasebuffer__(self, Py_buffer *view):
+        pass
+
+
+# asyncio's selector transport checks isinstance(protocol, BufferedProtocol); uvloop
+# only looks for get_buffer. The owners have no get_buffer: they stay plain protocols.
+class _BufferedBodyReader(_BodyReader, _asyncio_protocols.BufferedProtocol):
+    __slots__ = ()
+
+
+cdef _BodyReader new_body_reader(object owner, bint for_server):
+    cdef _BodyReader r = <_BodyReader>_BufferedBodyReader()
+    r.owner = owner
+    r.for_server = for_server
+    return r
+
+
+cdef inline void reader_window(_BodyReader r, bytes body, Py_ssize_t offset, Py_ssize_t end):
+    r.body = body
+    r.offset = offset
+    r.end = end

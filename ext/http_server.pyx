@@ -24,6 +24,8 @@ cdef list _JSON_HEADERS = [(b"Content-Type", b"application/json")]
 cdef Py_ssize_t _PIPELINE_HIGH = 32
 cdef Py_ssize_t _PIPELINE_LOW = 8
 cdef double _LINGER_SECONDS = 1.0
+# A read with at least this much after a head end is split there (see data_received).
+cdef Py_ssize_t _SPLIT_MIN = 16384
 
 
 class _LimitExceeded(Exception):
@@ -165,6 +167,7 @@ cdef class _HttpServerProtocol:
         self.loop = _get_running_loop()
         self.transport = transport
         self.write = transport.write
+        self.can_switch = transport.get_extra_info("sslcontext") is None
         self.server.connections.add(self)
         peer = transport.get_extra_info("peername")
         self.peer = tuple(peer[:2]) if isinstance(peer, tuple) else None
@@ -186,6 +189,8 @@ cdef class _HttpServerProtocol:
         cdef _PendingAnswer slot
         self.closed = True
         self.closing = True
+        self.reader = None      # it points back here
+        self.body_buf = None
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
@@ -218,29 +223,65 @@ cdef class _HttpServerProtocol:
         self.update_reading()
 
     def data_received(self, data):
-        cdef bint was_in_head
-        cdef Py_ssize_t n, done_before
+        cdef const char *p
+        cdef const char *hit
+        cdef Py_ssize_t n, pos = 0, end
         if self.closing:
             return
-        was_in_head = self.in_message and not self.headers_done
-        done_before = self.messages_done
+        if type(data) is not bytes:
+            data = bytes(data)
+        p = PyBytes_AS_STRING(data)
+        n = PyBytes_GET_SIZE(data)
+        while pos < n:
+            if self.taking_body:
+                pos += self.take_body(p + pos, n - pos)
+            else:
+                end = n
+                if n - pos >= _SPLIT_MIN and not (self.in_message and self.headers_done):
+                    # Much data after a head may be a large body: give llhttp only the
+                    # head so that the body can be taken without it. A head end missed
+                    # here (split across reads) only costs that the body's first part
+                    # goes through on_body.
+                    hit = <const char *>memmem(p + pos, n - pos, b"\r\n\r\n", 4)
+                    if hit != NULL and n - (hit + 4 - p) >= _SPLIT_MIN:
+                        end = hit + 4 - p
+                if not self.feed(data, pos, end):
+                    return
+                pos = end
+                if self.body_buf is not None and self.in_message:
+                    # llhttp has consumed exactly up to here: the rest is the body's
+                    self.taking_body = True
+            if self.closing:
+                return
+        if self.taking_body and self.can_switch and self.transport is not None:
+            if self.reader is None:
+                self.reader = new_body_reader(self, True)
+            reader_window(self.reader, self.body_buf, self.body_size, PyBytes_GET_SIZE(self.body_buf))
+            self.transport.set_protocol(self.reader)
+
+    cdef bint feed(self, object data, Py_ssize_t start, Py_ssize_t end) except -1:
+        """Feed data[start:end] to llhttp; False when the connection was failed."""
+        cdef bint was_in_head = self.in_message and not self.headers_done
+        cdef Py_ssize_t n = end - start, done_before = self.messages_done
         try:
-            self.parser.feed_data(data)
+            if start == 0 and end == PyBytes_GET_SIZE(data):
+                self.parser.feed_data(data)
+            else:
+                self.parser.feed_data(memoryview(data)[start:end])
         except _HttpParserUpgrade:
             # the request before the upgrade is answered; nothing after it is HTTP/1
             self.closing = True
             self.flush()
-            return
+            return False
         except _HttpParserError as exc:
             if self.error_status:
                 self.fail(self.error_status, self.error_reason)
             else:
                 self.fail(400, _parser_reason(exc))
-            return
+            return False
         if self.in_message and not self.headers_done:
             # a header llhttp is still accumulating is invisible to the callbacks:
             # bound it by the bytes fed while the head was incomplete
-            n = len(data)
             if was_in_head:
                 self.head_raw += n
             elif self.messages_done == done_before:
@@ -250,6 +291,34 @@ cdef class _HttpServerProtocol:
             if self.head_raw > self.server.max_header_size or \
                     self.head_bytes > self.server.max_header_size:
                 self.fail(431, "Request Header Fields Too Large")
+                return False
+        return True
+
+    cdef Py_ssize_t take_body(self, const char *p, Py_ssize_t n) except -1:
+        """Copy up to n bytes of a large body past the parser; returns the count."""
+        cdef Py_ssize_t take = PyBytes_GET_SIZE(self.body_buf) - self.body_size
+        if take > n:
+            take = n
+        memcpy(PyBytes_AS_STRING(self.body_buf) + self.body_size, p, take)
+        self.body_size += take
+        if self.body_size == PyBytes_GET_SIZE(self.body_buf):
+            self.finish_body()
+        return take
+
+    cdef body_read(self, Py_ssize_t n):
+        """The body reader got n more bytes straight into body_buf."""
+        self.body_size += n
+        if self.body_size == PyBytes_GET_SIZE(self.body_buf):
+            self.reader.body = None
+            if self.transport is not None:
+                self.transport.set_protocol(self)
+            self.finish_body()
+
+    cdef finish_body(self):
+        # llhttp still expects the body it never saw: a new parser takes the next message
+        self.taking_body = False
+        self.on_message_complete()
+        self.parser = _HttpRequestParser(self)
 
     # ---- httptools callbacks ----
 
@@ -259,6 +328,8 @@ cdef class _HttpServerProtocol:
         self.url = None
         self.headers = []
         self.chunks = None
+        self.body_buf = None
+        self.chunked = False
         self.body_size = 0
         self.head_bytes = 0
         self.head_raw = 0
@@ -286,6 +357,8 @@ cdef class _HttpServerProtocol:
             self.content_length = int(value)
         elif header_is(name, b"connection", 10):
             self.connection_header = True
+        elif header_is(name, b"transfer-encoding", 17):
+            self.chunked = True
         elif header_is(name, b"expect", 6):
             self.expect_continue = header_is(value.strip(), b"100-continue", 12)
         self.headers.append((name, value))
@@ -294,6 +367,8 @@ cdef class _HttpServerProtocol:
         self.headers_done = True
         if self.content_length > self.server.max_body_size:
             self.stop(413, "Request Entity Too Large")
+        if self.content_length >= LARGE_BODY and not self.chunked:
+            self.body_buf = PyBytes_FromStringAndSize(NULL, self.content_length)
         if self.expect_continue and self.content_length != 0 and \
                 self.parser.get_http_version() == "1.1":
             if self.pending:
@@ -302,6 +377,15 @@ cdef class _HttpServerProtocol:
                 self.write(_CONTINUE)
 
     def on_body(self, bytes body):
+        if self.body_buf is not None:
+            # the part of a large body that came in one read with its head; llhttp
+            # never passes Content-Length, the check only guards the memcpy
+            if self.body_size + PyBytes_GET_SIZE(body) > PyBytes_GET_SIZE(self.body_buf):
+                self.stop(400, "body longer than Content-Length")
+            memcpy(PyBytes_AS_STRING(self.body_buf) + self.body_size,
+                   PyBytes_AS_STRING(body), PyBytes_GET_SIZE(body))
+            self.body_size += PyBytes_GET_SIZE(body)
+            return
         self.body_size += len(body)
         if self.body_size > self.server.max_body_size:
             self.stop(413, "Request Entity Too Large")
@@ -319,7 +403,10 @@ cdef class _HttpServerProtocol:
         req.method = self.parser.get_method()
         req.path = self.url if self.url is not None else b""
         req.headers = self.headers
-        if self.chunks is None:
+        if self.body_buf is not None:
+            req.body = self.body_buf
+            self.body_buf = None
+        elif self.chunks is None:
             req.body = b""
         elif len(self.chunks) == 1:
             req.body = self.chunks[0]

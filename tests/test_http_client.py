@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import random
 import re
 import socket
 import ssl
@@ -559,3 +561,97 @@ def test_close_while_dialling_fails_the_call(loop):
                 await fut
             assert not up.requests
     loop.run(main())
+
+
+# ---- large Content-Length responses: read into one bytes object ----
+
+def body_readers():
+    return sum(type(o) is _core._BufferedBodyReader for o in gc.get_objects())
+
+
+@pytest.mark.parametrize("size", [1 << 20, 5 << 20])
+def test_large_responses_in_fragments_then_reuse(loop, size):
+    big = random.Random(size).randbytes(size)
+    rng = random.Random(11)
+
+    async def fragmented(up, reader, writer, index):
+        while True:
+            head, body = await up.read_request(reader)
+            out = answer(big) if body == b"big" else answer(b"[" + body + b"]")
+            cut = len(out) - len(big) if body == b"big" else len(out)
+            # byte by byte across the head/body boundary, then random fragments
+            for i in range(max(cut - 4, 0), min(cut + 4, len(out))):
+                if i == max(cut - 4, 0):
+                    writer.write(out[:i])
+                writer.write(out[i:i + 1])
+                await writer.drain()
+            i = min(cut + 4, len(out))
+            while i < len(out):
+                step = rng.randint(1, 200_000)
+                writer.write(out[i:i + step])
+                i += step
+                await writer.drain()
+
+    async def main():
+        client = _core.HttpClient()
+        gc.collect()
+        before = body_readers()
+        async with Upstream(fragmented) as up:
+            for body in (b"big", b"1", b"big", b"2"):
+                resp = await client.request(up.ep, body)
+                expected = big if body == b"big" else b"[" + body + b"]"
+                assert resp.status == 200 and type(resp.body) is bytes and resp.body == expected
+            assert up.connections == 1
+            assert body_readers() == before + 1
+        await client.close()
+    loop.run(main())
+
+
+def test_large_response_through_the_sink_reuses_the_connection(loop):
+    big = random.Random(1).randbytes(3 << 20)
+
+    async def main():
+        client = _core.HttpClient()
+        async with Upstream(keep_answering) as up:
+            forward = _core._ForwardOne(client, up.ep)
+            for body in (big, b"{}", big[:100_000]):
+                resp = await forward(_core.HttpRequest(body=body))
+                assert (resp.status, resp.body) == (200, b"[" + body + b"]")
+            assert up.connections == 1
+        await client.close()
+    loop.run(main())
+
+
+@pytest.mark.parametrize("how", ["eof", "timeout"])
+def test_large_response_cut_short(loop, how):
+    async def short(up, reader, writer, index):
+        await up.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000000\r\n\r\n" + b"x" * 400_000)
+        await writer.drain()
+        if how == "timeout":
+            await reader.read()
+
+    async def main():
+        client = _core.HttpClient()
+        async with Upstream(short) as up:
+            with pytest.raises(UpstreamError) as info:
+                await client.request(up.ep, b"{}", timeout=0.5 if how == "timeout" else None)
+            if how == "eof":
+                assert str(info.value) == "unexpected EOF"
+            else:
+                assert str(info.value) == ("context deadline exceeded "
+                                           "(Client.Timeout or context cancellation while reading body)")
+            # the failed connection is not reused
+            with pytest.raises(UpstreamError):
+                await client.request(up.ep, b"{}", timeout=0.5 if how == "timeout" else None)
+            assert up.connections == 2
+        await client.close()
+    loop.run(main())
+
+
+def test_large_response_scanned_in_fragments_without_a_transport():
+    big = random.Random(2).randbytes(1 << 20)
+    raw = answer(big)
+    for step in (1 << 20, 65_536, 4099):
+        resp, reusable = _core._scan_response([raw[i:i + step] for i in range(0, len(raw), step)])
+        assert resp.body == big and reusable

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
+import hashlib
 import logging
+import random
 
 import orjson
 import pytest
@@ -431,3 +434,159 @@ def test_request_constructor_for_embedded_callers():
     assert (req.method, req.path, req.headers, req.body, req.keep_alive, req.transport_info) == \
         (b"GET", b"/readyz", [(b"A", b"1")], b"", False, ("h", 1))
     assert _core.HttpRequest().headers == [] and _core.HttpRequest().method == b"POST"
+
+
+# ---- large Content-Length bodies: read into one bytes object past the parser ----
+
+def body_readers():
+    """Live body readers: one exists per connection that has switched to one."""
+    return sum(type(o) is _core._BufferedBodyReader for o in gc.get_objects())
+
+
+def digest_handler(seen):
+    def handler(req):
+        seen.append(type(req.body))
+        return _core.HttpResponse(200, hashlib.sha256(req.body).hexdigest().encode() + b" %d" % len(req.body))
+    return handler
+
+
+def digest(body):
+    return hashlib.sha256(body).hexdigest().encode() + b" %d" % len(body)
+
+
+def big_body(size, seed):
+    return random.Random(seed).randbytes(size)
+
+
+@pytest.mark.parametrize("size", [1 << 20, 5 << 20])
+def test_large_body_in_random_fragments_then_pipelined_request(loop, size):
+    body = big_body(size, size)
+    rng = random.Random(7)
+
+    async def main():
+        seen = []
+        gc.collect()
+        before = body_readers()
+        async with serving(digest_handler(seen)) as (server, port), connect(port) as (reader, writer):
+            message = post(b"/big", body)
+            cut = len(message) - len(body)
+            # byte by byte across the head/body boundary, then random fragments; the
+            # last fragment carries a pipelined small request
+            for i in range(cut - 5, cut + 5):
+                if i == cut - 5:
+                    writer.write(message[:i])
+                writer.write(message[i:i + 1])
+                await writer.drain()
+            i = cut + 5
+            while i < len(message):
+                step = rng.randint(1, 300_000)
+                chunk = message[i:i + step]
+                i += step
+                writer.write(chunk + (post(b"/next", b"[1]") if i >= len(message) else b""))
+                await writer.drain()
+            assert (await read_response(reader))[::2] == (200, digest(body))
+            assert (await read_response(reader))[::2] == (200, digest(b"[1]"))
+            # the same connection takes another large body sent in one write
+            writer.write(post(b"/again", body[::-1]))
+            assert (await read_response(reader))[::2] == (200, digest(body[::-1]))
+            assert body_readers() == before + 1     # one reader per connection, reused
+        assert seen == [bytes, bytes, bytes]
+    loop.run(main())
+
+
+@pytest.mark.parametrize("first", ["large", "small", "chunked"])
+def test_requests_pipelined_around_large_bodies_in_one_write(loop, first):
+    large = big_body(300_000, 1)
+    firsts = {"large": post(b"/a", large[:100_000]), "small": post(b"/a", b"x" * 20_000),
+              "chunked": b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"}
+    first_body = {"large": large[:100_000], "small": b"x" * 20_000, "chunked": b"abc"}[first]
+
+    async def main():
+        seen = []
+        async with serving(digest_handler(seen)) as (server, port), connect(port) as (reader, writer):
+            writer.write(firsts[first] + post(b"/b", large) + post(b"/c", b"{}") + post(b"/d", large[:70_000]))
+            for expected in (first_body, large, b"{}", large[:70_000]):
+                assert (await read_response(reader))[::2] == (200, digest(expected))
+        assert seen == [bytes] * 4
+    loop.run(main())
+
+
+def test_large_body_at_the_size_limit_and_past_it(loop):
+    body = big_body(1 << 20, 3)
+
+    async def main():
+        async with serving(digest_handler([]), max_body_size=len(body)) as (server, port):
+            async with connect(port) as (reader, writer):
+                writer.write(post(b"/ok", body))
+                assert (await read_response(reader))[::2] == (200, digest(body))
+            async with connect(port) as (reader, writer):
+                writer.write(post(b"/big", body + b"!")[:-100_000])
+                assert await expect_error_and_close(reader, 413) == "Request Entity Too Large"
+    loop.run(main())
+
+
+@pytest.mark.parametrize("hang_up", ["close", "half-close"])
+def test_client_disconnects_mid_large_body(loop, hang_up):
+    body = big_body(1 << 20, 4)
+
+    async def main():
+        seen = []
+        async with serving(digest_handler(seen)) as (server, port):
+            async with connect(port) as (reader, writer):
+                writer.write(post(b"/big", body)[:600_000])
+                await writer.drain()
+                if hang_up == "half-close":
+                    writer.write_eof()
+                    assert await asyncio.wait_for(reader.read(), 5) == b""
+            for _ in range(1000):
+                if not server.open_connections:
+                    break
+                await asyncio.sleep(0)
+            assert server.open_connections == 0 and server.active_requests == 0
+        assert seen == []
+    loop.run(main())
+
+
+def test_read_timeout_during_a_large_body(loop):
+    async def main():
+        async with serving(echo, read_timeout=0.2, idle_timeout=30) as (server, port), \
+                connect(port) as (reader, writer):
+            writer.write(post(b"/big", bytes(1 << 20))[:300_000])
+            assert await asyncio.wait_for(reader.read(), 5) == b""
+    loop.run(main())
+
+
+def test_expect_continue_before_a_large_body(loop):
+    body = big_body(200_000, 5)
+
+    async def main():
+        async with serving(digest_handler([])) as (server, port), connect(port) as (reader, writer):
+            writer.write(b"POST / HTTP/1.1\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n" % len(body))
+            assert await reader.readuntil(b"\r\n\r\n") == b"HTTP/1.1 100 Continue\r\n\r\n"
+            writer.write(body)
+            assert (await read_response(reader))[::2] == (200, digest(body))
+    loop.run(main())
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_mixed_pipeline_in_random_fragments(loop, seed):
+    rng = random.Random(seed)
+    bodies = [big_body(100_000, seed), b"{}", b"chunked!", big_body(70_000, seed + 1),
+              b"y" * 20_000, big_body(300_000, seed + 2)]
+    stream = b"".join(
+        b"POST /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nchu\r\n5\r\nnked!\r\n0\r\n\r\n"
+        if body == b"chunked!" else post(b"/%d" % i, body) for i, body in enumerate(bodies))
+
+    async def main():
+        seen = []
+        async with serving(digest_handler(seen)) as (server, port), connect(port) as (reader, writer):
+            i = 0
+            while i < len(stream):
+                step = rng.choice((1, 2, 7, rng.randint(1, 100_000)))
+                writer.write(stream[i:i + step])
+                i += step
+                await writer.drain()
+            for body in bodies:
+                assert (await read_response(reader))[::2] == (200, digest(body))
+        assert seen == [bytes] * len(bodies)
+    loop.run(main())

@@ -136,6 +136,16 @@ cdef class _HttpServerProtocol
 cdef class _ClientConnection
 
 
+# ---- http_common.pyx ----
+
+cdef class _BodyReader:
+    cdef object owner                   # _HttpServerProtocol or _ClientConnection
+    cdef bint for_server
+    cdef bytes body                     # the body being filled
+    cdef Py_ssize_t offset              # bytes filled so far
+    cdef Py_ssize_t end                 # len(body)
+
+
 # ---- http_server.pyx ----
 
 cdef class HttpRequest:
@@ -192,6 +202,8 @@ cdef class _HttpServerProtocol:
     cdef bytes url
     cdef list headers
     cdef list chunks
+    cdef bytes body_buf                 # large Content-Length body, filled in place
+    cdef _BodyReader reader
     cdef Py_ssize_t body_size
     cdef Py_ssize_t head_bytes
     cdef Py_ssize_t head_raw
@@ -208,12 +220,19 @@ cdef class _HttpServerProtocol:
     cdef bint lingering
     cdef bint writing_paused
     cdef bint reading_paused
+    cdef bint chunked
+    cdef bint taking_body               # body_buf is read past the parser
+    cdef bint can_switch                # the transport may switch to the body reader
     cdef int error_status
     cdef str error_reason
     cdef double read_deadline
     cdef double write_deadline
     cdef double timer_at
 
+    cdef bint feed(self, object data, Py_ssize_t start, Py_ssize_t end) except -1
+    cdef Py_ssize_t take_body(self, const char *p, Py_ssize_t n) except -1
+    cdef body_read(self, Py_ssize_t n)
+    cdef finish_body(self)
     cdef dispatch(self, HttpRequest req)
     cdef flush(self)
     cdef send(self, HttpResponse resp, bint keep_alive, bint http10)
@@ -315,6 +334,8 @@ cdef class _ClientConnection:
     cdef bint reused
     cdef bint got_byte
     cdef bint response_close
+    cdef bint buffered                  # the transport calls get_buffer (uvloop)
+    cdef bint in_reader                 # get_buffer hands out the body reader's window
     cdef bytearray head
     cdef int state
     cdef str addresses
@@ -323,6 +344,7 @@ cdef class _ClientConnection:
     cdef list headers
     cdef object body
     cdef list chunks
+    cdef _BodyReader reader
     cdef Py_ssize_t filled
     cdef Py_ssize_t remaining
     cdef long long chunk_size
@@ -338,6 +360,7 @@ cdef class _ClientConnection:
     cdef fail_read(self, _Call call, exc)
     cdef malformed(self, str what)
     cdef scan(self, data)
+    cdef body_read(self, Py_ssize_t n)
     cdef bint parse_head(self, const char *s, Py_ssize_t length) except -1
     cdef complete(self, _Call call, bint may_reuse)
 
