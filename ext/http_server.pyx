@@ -365,6 +365,10 @@ cdef class _HttpServerProtocol:
 
     def on_headers_complete(self):
         self.headers_done = True
+        # Go's WriteTimeout runs from the end of the request head: an answer not
+        # written by then is never written (the connection is closed instead)
+        self.answer_deadline = mono_now() + self.server.write_timeout \
+            if self.server.write_timeout > 0 else 0.0
         if self.content_length > self.server.max_body_size:
             self.stop(413, "Request Entity Too Large")
         if self.content_length >= LARGE_BODY and not self.chunked:
@@ -446,6 +450,7 @@ cdef class _HttpServerProtocol:
         slot.keep_alive = req.keep_alive
         slot.http10 = req.http10
         slot.counted = True
+        slot.deadline = self.answer_deadline
         slot.request = req
         if type(result) is HttpResponse:
             slot.response = <HttpResponse>result
@@ -490,6 +495,11 @@ cdef class _HttpServerProtocol:
                     break
                 slot.response = _result_of(slot)
                 slot.fut = None
+            if slot.deadline > 0 and mono_now() > slot.deadline:
+                _server_log.debug("answer later than the write timeout, closing connection from %r", self.peer)
+                self.closing = True
+                self.abort()
+                return
             self.pending.popleft()
             if slot.counted:
                 self.server.active_requests -= 1

@@ -323,6 +323,24 @@ def test_write_timeout_aborts_when_peer_does_not_read(loop):
     loop.run(main())
 
 
+def test_answer_later_than_write_timeout_is_never_written(loop):
+    """Go's WriteTimeout runs from the end of the request head: a handler slower than
+    it gets its connection closed, no answer written (as KServe's router behaves)."""
+    async def slow(req):
+        await asyncio.sleep(0.4 if req.path == b"/slow" else 0.0)
+        return _core.HttpResponse(200, b"late" if req.path == b"/slow" else b"soon")
+
+    async def main():
+        async with serving(slow, write_timeout=0.2) as (server, port):
+            async with connect(port) as (reader, writer):
+                writer.write(post(path=b"/fast"))
+                assert (await read_response(reader))[::2] == (200, b"soon")
+                writer.write(post(path=b"/slow"))
+                assert await asyncio.wait_for(reader.read(), 5) == b""
+
+    loop.run(main())
+
+
 def test_drain_finishes_in_flight_then_closes(loop):
     async def main():
         lp = asyncio.get_running_loop()

@@ -171,6 +171,7 @@ cdef class _PendingAnswer:
     cdef bint keep_alive
     cdef bint http10
     cdef bint counted
+    cdef double deadline
 
 
 cdef class HttpServer:
@@ -192,6 +193,7 @@ cdef class HttpServer:
 
 cdef class _HttpServerProtocol:
     cdef HttpServer server
+    cdef double answer_deadline
     cdef object loop
     cdef object transport
     cdef object write
