@@ -112,6 +112,49 @@ cdef extern from *:
         }
     }
 
+    #if defined(__SSE2__) && defined(__GNUC__)
+    #define GJ_NUM_BLOCK 1
+    /* Number arrays 64 bytes at a time.  q[0] starts a number inside an array; the
+       block is cut after its last ',' that precedes any byte other than a digit,
+       '.', ',' or '-', and every token in that range is checked at once from bit
+       masks (bit k = q[k]).  Returns the bytes of complete "<number>," tokens
+       validated (0 when the range is empty) or -1 when one of them is malformed:
+       an array element that is followed straight by ',' has no other reading. */
+    static inline Py_ssize_t gj_num_block(const unsigned char* q) {
+        const __m128i c0 = _mm_set1_epi8('0'), c9 = _mm_set1_epi8(9);
+        const __m128i cdot = _mm_set1_epi8('.'), ccomma = _mm_set1_epi8(',');
+        const __m128i cminus = _mm_set1_epi8('-');
+        uint64_t D = 0, Z = 0, P = 0, C = 0, M = 0, other, R, S, I, bad;
+        int k, last;
+        for (k = 0; k < 4; k++) {
+            __m128i x = _mm_loadu_si128((const __m128i*)(q + 16 * k));
+            __m128i t = _mm_sub_epi8(x, c0);
+            D |= (uint64_t)(unsigned)_mm_movemask_epi8(
+                     _mm_cmpeq_epi8(_mm_min_epu8(t, c9), t)) << (16 * k);
+            Z |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, c0)) << (16 * k);
+            P |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, cdot)) << (16 * k);
+            C |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, ccomma)) << (16 * k);
+            M |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, cminus)) << (16 * k);
+        }
+        other = ~(D | P | C | M);
+        if (other) C &= (other & (0 - other)) - 1;    /* commas before the first other */
+        if (!C) return 0;
+        last = 63 - __builtin_clzll(C);
+        R = last == 63 ? ~0ULL : (1ULL << (last + 1)) - 1;
+        D &= R; Z &= R; P &= R; M &= R;
+        S = (1 | (C << 1)) & R;                        /* token starts */
+        I = (S & ~M) | (M << 1);                       /* first digit of each token */
+        bad = (M & ~S)                                 /* '-' inside a token */
+            | (I & ~D)                                 /* empty token, '-' alone, '.5' */
+            | (((Z & I) << 1) & D)                     /* leading zero */
+            | (P & ~(D << 1)) | ((P << 1) & ~D)        /* '.' between digits only */
+            | (P & ~(C - P));                          /* a second '.': C - P sets each
+                                 token's bits from its first '.' up to its comma and
+                                 clears any later '.' of that token */
+        return bad ? -1 : last + 1;
+    }
+    #endif
+
     #define GJ_SKIP_WS(p, i, n) \\
         while (i < n && p[i] <= ' ' && (p[i] == ' ' || p[i] == '\\n' || p[i] == '\\r' \\
                                          || p[i] == '\\t')) i++
@@ -135,6 +178,7 @@ cdef extern from *:
             goto after;
         }
         if (c == '-' || gj_isdigit(c)) {
+            if (depth && !in_obj) goto array_numbers;
             i = gj_valid_num(p, i, n);
             if (i < 0) goto done;
             goto after;
@@ -191,13 +235,7 @@ cdef extern from *:
                 if (i == n || p[i] != '"') goto done;
                 goto key;
             }
-            /* arrays of numbers: stay in this loop while "<number>," repeats */
-            while (i < n && (p[i] == '-' || gj_isdigit(p[i]))) {
-                i = gj_valid_num(p, i, n);
-                if (i < 0) goto done;
-                if (i + 1 < n && p[i] == ',') i++;
-                else goto after;
-            }
+            if (i < n && (p[i] == '-' || gj_isdigit(p[i]))) goto array_numbers;
             goto value;
         }
         if (c == (in_obj ? '}' : ']')) {
@@ -207,6 +245,25 @@ cdef extern from *:
             goto after;
         }
         goto done;
+    array_numbers:          /* p[i] starts a number in an array: stay while they repeat */
+        for (;;) {
+    #ifdef GJ_NUM_BLOCK
+            if (n - i >= 64) {
+                Py_ssize_t used = gj_num_block(p + i);
+                if (used < 0) goto done;
+                if (used) {
+                    i += used;
+                    if (p[i] == '-' || gj_isdigit(p[i])) continue;
+                    goto value;
+                }
+            }
+    #endif
+            i = gj_valid_num(p, i, n);
+            if (i < 0) goto done;
+            if (n - i < 2 || p[i] != ',' || !(p[i + 1] == '-' || gj_isdigit(p[i + 1])))
+                goto after;
+            i++;
+        }
     key:                                       /* p[i] is the key's opening quote */
         i = gj_valid_str(p, i + 1, n);
         if (i < 0) goto done;
