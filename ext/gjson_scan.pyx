@@ -127,6 +127,17 @@ cdef inline bint span_eq(cstr a, Py_ssize_t an, const char* b) noexcept nogil:
     return an == bn and (an == 0 or memcmp(a, b, an) == 0)
 
 
+cdef inline bint same_bytes(cstr a, cstr b, Py_ssize_t n) noexcept nogil:
+    # keys and query values are short: a loop beats a call to memcmp
+    cdef Py_ssize_t k
+    if n > 16:
+        return memcmp(a, b, n) == 0
+    for k in range(n):
+        if a[k] != b[k]:
+            return False
+    return True
+
+
 cdef inline int bytes_cmp(cstr a, Py_ssize_t an, cstr b, Py_ssize_t bn) noexcept nogil:
     """Go string ordering: bytewise, then by length."""
     cdef Py_ssize_t m = an if an < bn else bn
