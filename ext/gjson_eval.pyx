@@ -428,7 +428,9 @@ cdef bint _is_go_bool_false(cstr s, Py_ssize_t n) noexcept nogil:
 
 
 cdef bint query_matches(ArrPath* rp, const Res* value_in) noexcept nogil:
-    cdef Res value = value_in[0]
+    # value points at the caller's Res; only '~' needs a modified copy (tmp)
+    cdef const Res* value = value_in
+    cdef Res tmp
     cdef cstr rpv = rp.q_value.p
     cdef Py_ssize_t rpn = rp.q_value.n
     cdef bint ish = False, known = True
@@ -438,7 +440,7 @@ cdef bint query_matches(ArrPath* rp, const Res* value_in) noexcept nogil:
         rpv += 1
         rpn -= 1
         if span_eq(rpv, rpn, b"*"):
-            ish = res_exists(&value)
+            ish = res_exists(value)
         elif span_eq(rpv, rpn, b"null"):
             ish = value.type == T_NULL
         elif span_eq(rpv, rpn, b"true"):
@@ -451,13 +453,14 @@ cdef bint query_matches(ArrPath* rp, const Res* value_in) noexcept nogil:
                    (value.type == T_NUMBER and value.num == 0))
         else:
             known = False
-        res_clear(&value)
+        res_clear(&tmp)
         if known:
             rpv, rpn = <cstr>_TRUE_STR, 4
-            value.type = T_TRUE if ish else T_FALSE
+            tmp.type = T_TRUE if ish else T_FALSE
         else:
             rpn = 0
-    if not res_exists(&value):
+        value = &tmp
+    if not res_exists(value):
         return False
     if rp.q_op == OP_NONE:
         return True
@@ -587,21 +590,19 @@ cdef bint plain_key(Span path, bint* wild) noexcept nogil:
     return True
 
 
-cdef int key_of_object(cstr j, Py_ssize_t n, const ArrPath* ap, Res* out,
+cdef int key_of_object(Ctx* c, ObjPath* rp, cstr j, Py_ssize_t n, const ArrPath* ap,
                        Arena* arena) except -1:
-    """eval_path(j, n, ap.q_path) for j starting with '{' and a plain_key path."""
-    cdef Ctx c
-    cdef ObjPath rp
+    """eval_path(j, n, ap.q_path) into c.value, for j starting with '{' and a
+    plain_key path; the caller reads c.value in place (no Res copy per element)."""
     cdef bint hit
-    memset(&c, 0, sizeof(Ctx))
-    memset(&rp, 0, sizeof(ObjPath))
+    memset(c, 0, sizeof(Ctx))
+    memset(rp, 0, sizeof(ObjPath))
     c.j = j
     c.n = n
     c.arena = arena
     rp.part = ap.q_path
     rp.wild = ap.q_key_wild
-    parse_object_rp(&c, 1, &rp, &hit)
-    out[0] = c.value
+    parse_object_rp(c, 1, rp, &hit)
     return 0
 
 
@@ -614,7 +615,7 @@ cdef Py_ssize_t parse_object(Ctx* c, Py_ssize_t i, cstr path, Py_ssize_t pn,
 
 cdef Py_ssize_t parse_object_rp(Ctx* c, Py_ssize_t i, ObjPath* rpp,
                                 bint* hit_out) except -2:
-    cdef ObjPath rp = rpp[0]
+    cdef ObjPath* rp = rpp
     cdef cstr j = c.j
     cdef Py_ssize_t n = c.n, s, keylen
     cdef bint pmatch = False, kesc = False, vesc, ok = False, hit = False, num
@@ -760,6 +761,9 @@ cdef int result_string_form(const Res* r, cstr* p, Py_ssize_t* n, Arena* arena) 
 cdef int proc_query(Ctx* c, ArrPath* rp, const Res* qval, QState* multi) except -1:
     """One array element under a query; returns 1 when a first-match query is done."""
     cdef Res res
+    cdef const Res* found = &res
+    cdef Ctx kc
+    cdef ObjPath kp
     cdef Span left, right
     cdef cstr rawp
     cdef Py_ssize_t rawn
@@ -767,14 +771,15 @@ cdef int proc_query(Ctx* c, ArrPath* rp, const Res* qval, QState* multi) except 
         qs_append(multi, <cstr>b"[", 1)
     if qval.type == T_JSON:
         if rp.q_key and qval.raw[0] == 123:
-            key_of_object(qval.raw, qval.rawlen, rp, &res, c.arena)
+            key_of_object(&kc, &kp, qval.raw, qval.rawlen, rp, c.arena)
+            found = &kc.value
         else:
             eval_path(qval.raw, qval.rawlen, rp.q_path.p, rp.q_path.n, &res, c.arena)
     else:
         if rp.q_path.n != 0:
             return 0
-        res = qval[0]
-    if not query_matches(rp, &res):
+        found = qval
+    if not query_matches(rp, found):
         return 0
     if rp.more:
         if split_possible_pipe(rp.path, &left, &right):
