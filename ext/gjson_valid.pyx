@@ -114,44 +114,60 @@ cdef extern from *:
 
     #if defined(__SSE2__) && defined(__GNUC__)
     #define GJ_NUM_BLOCK 1
-    /* Number arrays 64 bytes at a time.  q[0] starts a number inside an array; the
-       block is cut after its last ',' that precedes any byte other than a digit,
-       '.', ',' or '-', and every token in that range is checked at once from bit
-       masks (bit k = q[k]).  Returns the bytes of complete "<number>," tokens
-       validated (0 when the range is empty) or -1 when one of them is malformed:
-       an array element that is followed straight by ',' has no other reading. */
-    static inline Py_ssize_t gj_num_block(const unsigned char* q) {
+    /* Number arrays 64 bytes at a time.  q[0] starts a number inside an array.
+       Tokens of digits, '.' and '-' end at ','; the first other byte ends the range,
+       and when it is ']' or whitespace it also ends the last token (nothing else
+       may follow a number there, and 'e', '+' or any other byte is left to the
+       byte-wise path).  Every token in range is checked at once from bit masks
+       (bit k = q[k]).  Returns the index of the range's last terminator plus one
+       when it is a ',' (*more = 1: a value follows), the index of the ']' or
+       whitespace (*more = 0), 0 when no token ends in the block, or -1 when one
+       is malformed: a token followed straight by a terminator has no other
+       reading. */
+    static inline Py_ssize_t gj_num_block(const unsigned char* q, int* more) {
         const __m128i c0 = _mm_set1_epi8('0'), c9 = _mm_set1_epi8(9);
         const __m128i cdot = _mm_set1_epi8('.'), ccomma = _mm_set1_epi8(',');
         const __m128i cminus = _mm_set1_epi8('-');
-        uint64_t D = 0, Z = 0, P = 0, C = 0, M = 0, other, R, S, I, bad;
+        uint64_t D = 0, Z = 0, P = 0, C = 0, M = 0, E, other, first, R, S, I, bad;
         int k, last;
+        unsigned char t;
         for (k = 0; k < 4; k++) {
             __m128i x = _mm_loadu_si128((const __m128i*)(q + 16 * k));
-            __m128i t = _mm_sub_epi8(x, c0);
+            __m128i d = _mm_sub_epi8(x, c0);
             D |= (uint64_t)(unsigned)_mm_movemask_epi8(
-                     _mm_cmpeq_epi8(_mm_min_epu8(t, c9), t)) << (16 * k);
+                     _mm_cmpeq_epi8(_mm_min_epu8(d, c9), d)) << (16 * k);
             Z |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, c0)) << (16 * k);
             P |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, cdot)) << (16 * k);
             C |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, ccomma)) << (16 * k);
             M |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(x, cminus)) << (16 * k);
         }
         other = ~(D | P | C | M);
-        if (other) C &= (other & (0 - other)) - 1;    /* commas before the first other */
-        if (!C) return 0;
-        last = 63 - __builtin_clzll(C);
+        E = C;                                         /* token ends */
+        if (other) {
+            first = other & (0 - other);
+            E &= first - 1;                            /* commas before the first other */
+            t = q[gj_ctz64(other)];
+            /* (after a ',' the byte starts the next element, not ends a token) */
+            if ((t == ']' || t == ' ' || t == '\\n' || t == '\\r' || t == '\\t')
+                    && !((first >> 1) & C))
+                E |= first;
+        }
+        if (!E) return 0;
+        last = 63 - __builtin_clzll(E);
         R = last == 63 ? ~0ULL : (1ULL << (last + 1)) - 1;
         D &= R; Z &= R; P &= R; M &= R;
-        S = (1 | (C << 1)) & R;                        /* token starts */
+        S = (1 | (E << 1)) & R;                        /* token starts */
         I = (S & ~M) | (M << 1);                       /* first digit of each token */
         bad = (M & ~S)                                 /* '-' inside a token */
             | (I & ~D)                                 /* empty token, '-' alone, '.5' */
             | (((Z & I) << 1) & D)                     /* leading zero */
             | (P & ~(D << 1)) | ((P << 1) & ~D)        /* '.' between digits only */
-            | (P & ~(C - P));                          /* a second '.': C - P sets each
-                                 token's bits from its first '.' up to its comma and
+            | (P & ~(E - P));                          /* a second '.': E - P sets each
+                                 token's bits from its first '.' up to its end and
                                  clears any later '.' of that token */
-        return bad ? -1 : last + 1;
+        if (bad) return -1;
+        *more = q[last] == ',';
+        return *more ? last + 1 : last;
     }
     #endif
 
@@ -249,11 +265,13 @@ cdef extern from *:
         for (;;) {
     #ifdef GJ_NUM_BLOCK
             if (n - i >= 64) {
-                Py_ssize_t used = gj_num_block(p + i);
+                int more;
+                Py_ssize_t used = gj_num_block(p + i, &more);
                 if (used < 0) goto done;
                 if (used) {
                     i += used;
-                    if (p[i] == '-' || gj_isdigit(p[i])) continue;
+                    if (!more) goto after;
+                    if (i < n && (p[i] == '-' || gj_isdigit(p[i]))) continue;
                     goto value;
                 }
             }

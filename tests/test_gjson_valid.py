@@ -146,3 +146,15 @@ def test_plain_key_queries_match_the_general_path(items, key, cond, all_):
     # '\' in a path escapes the next byte: the same key, but evaluated through Get
     general = gjson.compile(f"instances.#(\\{key}{cond}){all_}").get(doc)
     assert (fast.exists, fast.raw) == (general.exists, general.raw)
+
+
+@pytest.mark.parametrize("unit", [b"1,", b"0.5,", b"-7,", b"1, ", b"12]", b"3 "])
+def test_number_runs_ending_flush_with_the_buffer(unit):
+    # the 64-byte block may end exactly at the last byte: nothing past it is read
+    for count in range(1, 80):
+        part = b"[" + unit * count
+        guarded = Guarded(part, True)
+        try:
+            assert gjson.valid(guarded.view) == ref_valid(part), part
+        finally:
+            guarded.close()
