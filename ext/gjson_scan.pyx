@@ -64,8 +64,16 @@ cdef extern from *:
         unsigned mask;
         *closed = 0;
         while (base < n) {
-            len = n - base < 16 ? n - base : 16;
-            mask = gj_struct_mask(p + base, len);
+            /* 32 bytes per step while they last: the bodies between brackets
+               (number arrays, long strings) cost one test per 32 bytes (64 was
+               no faster on 16 KB Switch requests) */
+            if (n - base >= 32) {
+                len = 32;
+                mask = gj_struct_mask(p + base, 16) | (gj_struct_mask(p + base + 16, 16) << 16);
+            } else {
+                len = n - base < 16 ? n - base : 16;
+                mask = gj_struct_mask(p + base, len);
+            }
             while (mask) {
                 k = base + gj_ctz(mask);
                 mask &= mask - 1;

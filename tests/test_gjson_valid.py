@@ -158,3 +158,21 @@ def test_number_runs_ending_flush_with_the_buffer(unit):
             assert gjson.valid(guarded.view) == ref_valid(part), part
         finally:
             guarded.close()
+
+
+@pytest.mark.parametrize("path", ['instances.#(modelId=="2")', 'instances.#(modelId=="1")#',
+                                  "instances.2", "instances.#.features.1", 'instances.#(\\modelId=="2")'])
+def test_queries_on_cut_documents_read_nothing_outside(path):
+    # elements are skipped 32 bytes at a time: every cut puts the end somewhere new
+    whole = _switch_like(3)
+    compiled = gjson.compile(path)
+    assert compiled.get(whole).exists
+    for cut in range(len(whole) + 1):
+        part = whole[:cut]
+        guarded = Guarded(part, True)
+        try:
+            res, plain = compiled.get(guarded.view), compiled.get(part)
+            assert (res.exists, res.raw) == (plain.exists, plain.raw)
+            assert not res.exists or res.raw in part or path.endswith("#") or ".#." in path
+        finally:
+            guarded.close()
