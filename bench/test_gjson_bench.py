@@ -11,6 +11,7 @@ import json
 
 import pytest
 
+from bench.load import mb_body, switch_body
 from engine import gjson
 
 SIZES = {"1KB": 1 << 10, "16KB": 16 << 10, "1MB": 1 << 20}
@@ -90,3 +91,24 @@ def test_tensor_1MB_path(benchmark):
 def test_tensor_1MB_valid(benchmark):
     benchmark.extra_info["bytes"] = len(TENSOR)
     assert benchmark(gjson.valid, TENSOR) is True
+
+
+# The router's own request shapes (bench/load.py): a 16 KB Switch request whose
+# matching instance comes last, and the 1 MB Sequence body of 16-float rows.  The
+# router runs c_valid on each, then Path.c_exists for the Switch conditions.
+ROUTER_DOCS = {"switch16k": switch_body(), "seq3_1mb": mb_body()}
+
+
+@pytest.mark.parametrize("name", list(ROUTER_DOCS))
+def test_router_valid(benchmark, name):
+    doc = ROUTER_DOCS[name]
+    benchmark.extra_info["bytes"] = len(doc)
+    assert benchmark(gjson.valid, doc) is True
+
+
+@pytest.mark.parametrize("model", ["1", "2"])
+def test_router_switch_condition(benchmark, model):
+    doc = ROUTER_DOCS["switch16k"]
+    path = gjson.compile(f'instances.#(modelId=="{model}")')
+    benchmark.extra_info["bytes"] = len(doc)
+    assert benchmark(path.exists, doc) is (model == "2")

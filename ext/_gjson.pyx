@@ -17,6 +17,7 @@ cdef extern from *:
     Py_ssize_t PY_SSIZE_T_MAX
 
 include "gjson_scan.pyx"
+include "gjson_valid.pyx"
 include "gjson_eval.pyx"
 include "gjson_mods.pyx"
 include "gjson_diag.pyx"

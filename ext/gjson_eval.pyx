@@ -54,6 +54,10 @@ cdef struct ArrPath:
     bint q_on
     bint q_all
     Span q_path
+    # q_path is one plain key (no '.', '|', '\\', no leading '@', '!', '[', '{'):
+    # each element is then searched with parse_object_rp directly, as Get would
+    bint q_key
+    bint q_key_wild
     int q_op
     Span q_value
 
@@ -424,7 +428,9 @@ cdef bint _is_go_bool_false(cstr s, Py_ssize_t n) noexcept nogil:
 
 
 cdef bint query_matches(ArrPath* rp, const Res* value_in) noexcept nogil:
-    cdef Res value = value_in[0]
+    # value points at the caller's Res; only '~' needs a modified copy (tmp)
+    cdef const Res* value = value_in
+    cdef Res tmp
     cdef cstr rpv = rp.q_value.p
     cdef Py_ssize_t rpn = rp.q_value.n
     cdef bint ish = False, known = True
@@ -434,7 +440,7 @@ cdef bint query_matches(ArrPath* rp, const Res* value_in) noexcept nogil:
         rpv += 1
         rpn -= 1
         if span_eq(rpv, rpn, b"*"):
-            ish = res_exists(&value)
+            ish = res_exists(value)
         elif span_eq(rpv, rpn, b"null"):
             ish = value.type == T_NULL
         elif span_eq(rpv, rpn, b"true"):
@@ -447,13 +453,14 @@ cdef bint query_matches(ArrPath* rp, const Res* value_in) noexcept nogil:
                    (value.type == T_NUMBER and value.num == 0))
         else:
             known = False
-        res_clear(&value)
+        res_clear(&tmp)
         if known:
             rpv, rpn = <cstr>_TRUE_STR, 4
-            value.type = T_TRUE if ish else T_FALSE
+            tmp.type = T_TRUE if ish else T_FALSE
         else:
             rpn = 0
-    if not res_exists(&value):
+        value = &tmp
+    if not res_exists(value):
         return False
     if rp.q_op == OP_NONE:
         return True
@@ -462,6 +469,8 @@ cdef bint query_matches(ArrPath* rp, const Res* value_in) noexcept nogil:
             return match_limit(value.s, value.slen, rpv, rpn)
         if rp.q_op == OP_NLIKE:
             return not match_limit(value.s, value.slen, rpv, rpn)
+        if rp.q_op == OP_EQ:       # the common Switch condition: no ordering needed
+            return value.slen == rpn and same_bytes(value.s, rpv, rpn)
         c = bytes_cmp(value.s, value.slen, rpv, rpn)
         if rp.q_op == OP_EQ:
             return c == 0
@@ -562,9 +571,51 @@ cdef int parse_any(cstr j, Py_ssize_t n, Py_ssize_t i, Res* res, Py_ssize_t* out
     return 0
 
 
+cdef bint plain_key(Span path, bint* wild) noexcept nogil:
+    """True when Get(json, path) on an object is parseObject with path as one key."""
+    cdef Py_ssize_t k
+    cdef unsigned char ch
+    wild[0] = False
+    if path.n == 0:
+        return False
+    ch = path.p[0]
+    if path.n > 1 and (ch == 64 or ch == 33 or ch == 91 or ch == 123):
+        return False
+    for k in range(path.n):
+        ch = path.p[k]
+        if ch == 46 or ch == 124 or ch == 92:
+            return False
+        if ch == 42 or ch == 63:
+            wild[0] = True
+    return True
+
+
+cdef int key_of_object(Ctx* c, ObjPath* rp, cstr j, Py_ssize_t n, const ArrPath* ap,
+                       Arena* arena) except -1:
+    """eval_path(j, n, ap.q_path) into c.value, for j starting with '{' and a
+    plain_key path; the caller reads c.value in place (no Res copy per element)."""
+    cdef bint hit
+    memset(c, 0, sizeof(Ctx))
+    memset(rp, 0, sizeof(ObjPath))
+    c.j = j
+    c.n = n
+    c.arena = arena
+    rp.part = ap.q_path
+    rp.wild = ap.q_key_wild
+    parse_object_rp(c, 1, rp, &hit)
+    return 0
+
+
 cdef Py_ssize_t parse_object(Ctx* c, Py_ssize_t i, cstr path, Py_ssize_t pn,
                              bint* hit_out) except -2:
     cdef ObjPath rp
+    parse_object_path(path, pn, &rp, c.arena)
+    return parse_object_rp(c, i, &rp, hit_out)
+
+
+cdef Py_ssize_t parse_object_rp(Ctx* c, Py_ssize_t i, ObjPath* rpp,
+                                bint* hit_out) except -2:
+    cdef ObjPath* rp = rpp
     cdef cstr j = c.j
     cdef Py_ssize_t n = c.n, s, keylen
     cdef bint pmatch = False, kesc = False, vesc, ok = False, hit = False, num
@@ -573,7 +624,6 @@ cdef Py_ssize_t parse_object(Ctx* c, Py_ssize_t i, cstr path, Py_ssize_t pn,
     cdef unsigned char ch
     cdef Py_ssize_t qi
     hit_out[0] = False
-    parse_object_path(path, pn, &rp, c.arena)
     if not rp.more and rp.piped:
         c.pipe = rp.pipe
         c.piped = True
@@ -612,7 +662,7 @@ cdef Py_ssize_t parse_object(Ctx* c, Py_ssize_t i, cstr path, Py_ssize_t pn,
         if rp.wild:
             pmatch = match_limit(key, keylen, rp.part.p, rp.part.n)
         else:
-            pmatch = keylen == rp.part.n and (keylen == 0 or memcmp(key, rp.part.p, keylen) == 0)
+            pmatch = keylen == rp.part.n and same_bytes(key, rp.part.p, keylen)
         if kesc:
             arena_reset(c.arena, mark)
         hit = pmatch and not rp.more
@@ -711,18 +761,25 @@ cdef int result_string_form(const Res* r, cstr* p, Py_ssize_t* n, Arena* arena) 
 cdef int proc_query(Ctx* c, ArrPath* rp, const Res* qval, QState* multi) except -1:
     """One array element under a query; returns 1 when a first-match query is done."""
     cdef Res res
+    cdef const Res* found = &res
+    cdef Ctx kc
+    cdef ObjPath kp
     cdef Span left, right
     cdef cstr rawp
     cdef Py_ssize_t rawn
     if rp.q_all and multi.len == 0:
         qs_append(multi, <cstr>b"[", 1)
     if qval.type == T_JSON:
-        eval_path(qval.raw, qval.rawlen, rp.q_path.p, rp.q_path.n, &res, c.arena)
+        if rp.q_key and qval.raw[0] == 123:
+            key_of_object(&kc, &kp, qval.raw, qval.rawlen, rp, c.arena)
+            found = &kc.value
+        else:
+            eval_path(qval.raw, qval.rawlen, rp.q_path.p, rp.q_path.n, &res, c.arena)
     else:
         if rp.q_path.n != 0:
             return 0
-        res = qval[0]
-    if not query_matches(rp, &res):
+        found = qval
+    if not query_matches(rp, found):
         return 0
     if rp.more:
         if split_possible_pipe(rp.path, &left, &right):
@@ -802,6 +859,8 @@ cdef Py_ssize_t _parse_array(Ctx* c, Py_ssize_t i, cstr path, Py_ssize_t pn,
     cdef Py_ssize_t* offs
     hit_out[0] = False
     parse_array_path(path, pn, rp, c.arena)
+    if rp.q_on:
+        rp.q_key = plain_key(rp.q_path, &rp.q_key_wild)
     mark = arena_mark(c.arena)
     if not rp.arrch:
         partidx = parse_uint(rp.part.p, rp.part.n)
