@@ -226,9 +226,10 @@ def _str_field(doc: dict, key: str) -> str:
 class _Message:
     __slots__ = ("model_name", "model_version", "id", "parameters")
     _fields: tuple[str, ...] = ()
+    _tensor_field = ""           # the message's tensors: "inputs" or "outputs"
 
     def _tensors(self) -> list[Tensor]:
-        raise NotImplementedError    # InferRequest: inputs, InferResponse: outputs
+        return getattr(self, self._tensor_field)
 
     def tensor(self, name: str) -> Tensor:
         """The input (request) or output (response) tensor called ``name``."""
@@ -259,6 +260,7 @@ class InferRequest(_Message):
 
     __slots__ = ("inputs", "outputs")
     _fields = ("model_name", "model_version", "id", "parameters", "inputs", "outputs")
+    _tensor_field = "inputs"
 
     def __init__(self, model_name: str = "", inputs: Iterable[Tensor] = (), *,
                  model_version: str = "", id: str = "", parameters: Mapping | None = None,
@@ -269,9 +271,6 @@ class InferRequest(_Message):
         self.parameters = dict(parameters) if parameters else {}
         self.inputs = list(inputs)
         self.outputs = list(outputs)
-
-    def _tensors(self):
-        return self.inputs
 
     @classmethod
     def from_grpc(cls, buf) -> InferRequest:
@@ -340,6 +339,7 @@ class InferResponse(_Message):
 
     __slots__ = ("outputs",)
     _fields = ("model_name", "model_version", "id", "parameters", "outputs")
+    _tensor_field = "outputs"
 
     def __init__(self, model_name: str = "", outputs: Iterable[Tensor] = (), *,
                  model_version: str = "", id: str = "", parameters: Mapping | None = None):
@@ -348,9 +348,6 @@ class InferResponse(_Message):
         self.id = id
         self.parameters = dict(parameters) if parameters else {}
         self.outputs = list(outputs)
-
-    def _tensors(self):
-        return self.outputs
 
     @classmethod
     def from_grpc(cls, buf) -> InferResponse:
