@@ -7,6 +7,8 @@ cdef bytes _HEALTHZ = b"/healthz"
 cdef bytes _METRICS = b"/metrics"
 cdef bytes _V2_LIVE = b"/v2/health/live"
 cdef bytes _V2_READY = b"/v2/health/ready"
+# shared and never mutated: render_response only reads header lists
+cdef list _JSON_CONTENT = [(b"Content-Type", b"application/json")]
 cdef list _TEXT_HEADERS = [(b"Content-Type", b"text/plain; charset=utf-8"),
                            (b"X-Content-Type-Options", b"nosniff")]
 
@@ -82,8 +84,10 @@ cdef class GraphApp:
                 "status": r.status, "ms": round((mono_now() - started) * 1000.0, 3),
                 "bytes_in": len(request.body), "bytes_out": len(r.body)})
         if r.content_type is None:
-            return HttpResponse(r.status, r.body)
-        return HttpResponse(r.status, r.body, [(b"Content-Type", r.content_type)])
+            return make_response(r.status, r.body, None)
+        if r.content_type is CT_JSON:
+            return make_response(r.status, r.body, _JSON_CONTENT)
+        return make_response(r.status, r.body, [(b"Content-Type", r.content_type)])
 
     cpdef bytes metrics_text(self):
         name = self.plan.name or "graph"

@@ -180,9 +180,11 @@ cpdef object start_flow(object awaitable, object loop):
     """A Future-like for a handler's awaitable: futures as they are, coroutines
     driven by a Flow (started at once, as a Task's first step would be soon)."""
     cdef Flow flow
-    if isinstance(awaitable, _AsyncioFuture) or hasattr(awaitable, "add_done_callback"):
-        return awaitable
+    # known coroutine types first: hasattr() on a coroutine raises and catches an
+    # AttributeError, which costs more than the rest of this function
     if type(awaitable) not in _COROUTINE_TYPES:
+        if isinstance(awaitable, _AsyncioFuture) or hasattr(awaitable, "add_done_callback"):
+            return awaitable
         if not _iscoroutine_fn(awaitable):
             raise TypeError(f"{type(awaitable).__name__} is not awaitable")
         _COROUTINE_TYPES.add(type(awaitable))
