@@ -36,6 +36,8 @@ cdef class HttpStepCall(ResponseSink):
         cdef Flow waiter
         if self.finished:
             return
+        if ENGINE_DEBUG and self.waiter is not None and self.callbacks is not None:
+            raise _InternalEngineError("an HTTP step awaited by a flow and by callbacks at once")
         self.finished = True
         self.failed = failed
         self.outcome = outcome

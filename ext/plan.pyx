@@ -337,6 +337,8 @@ cdef class EnsembleJoin:
     cdef void advance(self):
         cdef int n = len(self.outcomes)
         cdef StepResult res
+        if ENGINE_DEBUG and self.cursor > n:
+            raise _InternalEngineError(f"ensemble cursor {self.cursor} past {n} steps")
         while self.cursor < n:
             o = self.outcomes[self.cursor]
             if o is None:
