@@ -244,39 +244,52 @@ cdef class HttpClient:
 
 
 cdef tuple _request_message(Endpoint ep, object body, list headers):
-    """(body to send separately or None, the head with a small body appended)."""
+    """(body to send separately or None, the head with a small body appended).
+
+    ``body`` is one bytes-like object, or a list of them (an encoded message whose
+    tensor buffers are sent as they are, by writelines, never joined here)."""
     cdef Py_buffer view
-    cdef bint has_ct = False
-    cdef char digits[24]
-    cdef int nd
-    cdef Py_ssize_t n, blen
-    cdef char *p
-    cdef bytes out
+    cdef Py_ssize_t blen = 0
+    cdef bytes head
     if headers is not None:
         headers = _without_framing_headers(headers)
+    if type(body) is list:
+        for part in <list>body:
+            blen += len(memoryview(part).cast("B"))
+        if blen > SMALL_BODY:
+            return body, _request_head(ep, headers, blen, NULL)
+        body = b"".join(body)
     PyObject_GetBuffer(body, &view, PyBUF_SIMPLE)
     try:
-        blen = view.len
-        nd = format_uint(digits, <unsigned long long>blen)
-        n = PyBytes_GET_SIZE(ep.prefix) + headers_size(headers, &has_ct) + 18 + nd + 2
-        if not has_ct:
-            n += PyBytes_GET_SIZE(_CONTENT_TYPE_JSON)
-        small = blen <= SMALL_BODY
-        out = PyBytes_FromStringAndSize(NULL, n + (blen if small else 0))
-        p = PyBytes_AS_STRING(out)
-        p = put_bytes(p, ep.prefix)
-        p = put_headers(p, headers)
-        if not has_ct:
-            p = put_bytes(p, _CONTENT_TYPE_JSON)
-        p = put(p, b"Content-Length: ", 16)
-        p = put(p, digits, nd)
-        p = put(p, b"\r\n\r\n", 4)
-        if small:
-            put(p, <char *>view.buf, blen)
-            return None, out
+        if view.len <= SMALL_BODY:
+            return None, _request_head(ep, headers, view.len, <const char*>view.buf)
+        head = _request_head(ep, headers, view.len, NULL)
     finally:
         PyBuffer_Release(&view)
-    return body, out
+    return body, head
+
+
+cdef bytes _request_head(Endpoint ep, list headers, Py_ssize_t blen, const char *small_body):
+    """The request head for a body of ``blen`` bytes, with that body appended when
+    ``small_body`` is given (one write carries the whole message)."""
+    cdef bint has_ct = False
+    cdef char digits[24]
+    cdef int nd = format_uint(digits, <unsigned long long>blen)
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(ep.prefix) + headers_size(headers, &has_ct) + 18 + nd + 2
+    if not has_ct:
+        n += PyBytes_GET_SIZE(_CONTENT_TYPE_JSON)
+    cdef bytes out = PyBytes_FromStringAndSize(NULL, n + (blen if small_body != NULL else 0))
+    cdef char *p = PyBytes_AS_STRING(out)
+    p = put_bytes(p, ep.prefix)
+    p = put_headers(p, headers)
+    if not has_ct:
+        p = put_bytes(p, _CONTENT_TYPE_JSON)
+    p = put(p, b"Content-Length: ", 16)
+    p = put(p, digits, nd)
+    p = put(p, b"\r\n\r\n", 4)
+    if small_body != NULL:
+        put(p, small_body, blen)
+    return out
 
 
 cdef list _without_framing_headers(list headers):
@@ -552,6 +565,8 @@ cdef class _ClientConnection:
             self.arm_timer(call.deadline)
         if call.body is None:
             self.write(call.head)
+        elif type(call.body) is list:
+            self.transport.writelines([call.head, *call.body])
         else:
             self.transport.writelines([call.head, call.body])
 

@@ -119,6 +119,26 @@ def test_large_and_buffer_bodies(loop):
     loop.run(main())
 
 
+def test_list_bodies_are_sent_buffer_by_buffer(loop):
+    """A body given as a list of buffers (an encoded v2 message: header + tensors) is
+    sent as their concatenation, large ones by writelines without a join."""
+    import numpy as np
+    tensor = np.arange(300_000, dtype=np.float32)
+    parts = [b'{"h":1}', memoryview(tensor), bytearray(b"tail")]
+    expected = b"".join(bytes(memoryview(p).cast("B")) for p in parts)
+
+    async def main():
+        client = _core.HttpClient()
+        async with Upstream(keep_answering) as up:
+            large = await client.request(up.ep, parts)
+            small = await client.request(up.ep, [b"ab", memoryview(b"cd")])
+        await client.close()
+        return large, small
+    large, small = loop.run(main())
+    assert large.body == b"[" + expected + b"]"
+    assert small.body == b"[abcd]"
+
+
 def test_against_engine_server(loop):
     async def main():
         server = _core.HttpServer(lambda req: _core.HttpResponse(200, req.body.upper()))

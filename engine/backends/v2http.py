@@ -14,7 +14,7 @@ import re
 from .. import _core
 from ..bridge import as_request, error_body, header_value
 from ..errors import BadRequestError, UpstreamError
-from ..oip import HEADER_LENGTH, InferResponse, join
+from ..oip import HEADER_LENGTH, InferResponse
 
 V2_INFER_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer$")
 _HL = HEADER_LENGTH.encode()
@@ -49,8 +49,8 @@ class V2HttpBackend:
         headers = [h for h in ctx.headers if h[0].lower() not in (b"content-type", _HL_LOWER)]
         headers.append(_OCTETS)
         headers.append((_HL, str(header_length).encode()))
-        # the HTTP client writes one body buffer: this join is the one copy of payload
-        pending = self.client.request(self.endpoint, join(buffers), headers,
+        # the client writes the header and the tensors' own buffers (writelines): no join
+        pending = self.client.request(self.endpoint, buffers, headers,
                                       ctx.timeout if ctx.timeout > 0 else None)
         return self._answer(pending, added)
 
