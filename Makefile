@@ -30,6 +30,9 @@ test: install
 bench: install
 	sh bench/setup.sh
 	$(PY) -m bench.load
+	$(PY) -m bench.oip_load
+	$(PY) -m pytest bench/test_gjson_bench.py -q -p no:cacheprovider --benchmark-only \
+		--benchmark-columns=min,median --benchmark-max-time=0.5
 
 clean:
 	rm -rf build engine/*.so ext/*.c ext/*.html ext/.build-mode engine/protos/*_pb2*.py
