@@ -111,6 +111,18 @@ def _leaves(graph: Graph):
                 yield name, step, f"s{i}_{step.index}", str(step.target or "(no target)")
 
 
+def _edges(graph: Graph, ids: dict):
+    """(source id, destination id, edge label) for every step: to its node, or to the
+    leaf _leaves() names for it."""
+    for i, (name, node) in enumerate(graph.nodes.items()):
+        for step in node.steps:
+            if isinstance(step.node_name, str) and step.node_name in graph.nodes:
+                dest = ids[step.node_name]
+            else:
+                dest = f"s{i}_{step.index}"
+            yield ids[name], dest, _edge_label(graph, name, step)
+
+
 def mermaid(graph: Graph) -> str:
     """A Mermaid flowchart: router nodes as boxes, services as rounded boxes."""
     ids = _ids(graph)
@@ -123,13 +135,8 @@ def mermaid(graph: Graph) -> str:
         out.append(f'    {node_id}["{text(_node_title(graph, name))}"]')
     for name, step, leaf_id, label in _leaves(graph):
         out.append(f'    {leaf_id}("{text(label)}")')
-    for name, node in graph.nodes.items():
-        for step in node.steps:
-            if isinstance(step.node_name, str) and step.node_name in graph.nodes:
-                dest = ids[step.node_name]
-            else:
-                dest = f"s{list(ids).index(name)}_{step.index}"
-            out.append(f'    {ids[name]} -->|"{text(_edge_label(graph, name, step))}"| {dest}')
+    for src, dest, label in _edges(graph, ids):
+        out.append(f'    {src} -->|"{text(label)}"| {dest}')
     return "\n".join(out) + "\n"
 
 
@@ -141,13 +148,8 @@ def dot(graph: Graph) -> str:
         out.append(f"    {node_id} [shape=box, label={_label(_node_title(graph, name))}];")
     for name, step, leaf_id, label in _leaves(graph):
         out.append(f"    {leaf_id} [shape=ellipse, label={_label(label)}];")
-    for name, node in graph.nodes.items():
-        for step in node.steps:
-            if isinstance(step.node_name, str) and step.node_name in graph.nodes:
-                dest = ids[step.node_name]
-            else:
-                dest = f"s{list(ids).index(name)}_{step.index}"
-            out.append(f"    {ids[name]} -> {dest} [label={_label(_edge_label(graph, name, step))}];")
+    for src, dest, label in _edges(graph, ids):
+        out.append(f"    {src} -> {dest} [label={_label(label)}];")
     out.append("}")
     return "\n".join(out) + "\n"
 
