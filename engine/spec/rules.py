@@ -134,13 +134,7 @@ def _check_node(graph: "Graph", node, out: _Collector) -> None:
                 out("error", _step_path(node.name, step.index, "name"),
                     DUPLICATE_STEP_NAME.format(node.name, gname, step.name))
             seen.add(step.name)
-        targets = sum(1 for t in (step.node_name, step.service_name, step.service_url) if t)
-        if targets == 0:
-            out("error", _step_path(node.name, step.index),
-                TARGET_NOT_PROVIDED.format(step.index, _s(step.name), node.name, gname))
-        elif targets > 1:
-            out("error", _step_path(node.name, step.index),
-                INVALID_TARGET.format(step.index, _s(step.name), node.name, gname))
+        _check_targets(graph, node, step, gname, out)
         if node.router_type == "Switch" and not step.condition:
             out("warning", _step_path(node.name, step.index, "condition"),
                 "Switch step has no condition, so it never matches "
@@ -162,6 +156,25 @@ def _check_node(graph: "Graph", node, out: _Collector) -> None:
                 'KServe\'s router treats it as "$request"')
     if node.router_type == "Splitter":
         _check_weights(gname, node, out)
+
+
+def _check_targets(graph: "Graph", node, step, gname: str, out: _Collector) -> None:
+    """One target per step, as the webhook has it for what users write. A bare spec is
+    what KServe's controller hands its router: by then every ``serviceName`` step also
+    carries the ``serviceUrl`` resolved from the InferenceService, and the router calls
+    that URL; a ``nodeName`` beside a service is never produced by the controller, and
+    the router would follow the node."""
+    targets = sum(1 for t in (step.node_name, step.service_name, step.service_url) if t)
+    if targets == 0:
+        out("error", _step_path(node.name, step.index),
+            TARGET_NOT_PROVIDED.format(step.index, _s(step.name), node.name, gname))
+    elif targets > 1 and not graph.bare:
+        out("error", _step_path(node.name, step.index),
+            INVALID_TARGET.format(step.index, _s(step.name), node.name, gname))
+    elif targets > 1 and step.node_name:
+        out("warning", _step_path(node.name, step.index, "nodeName"),
+            "a step with nodeName and a service: KServe's router follows the node and "
+            "never calls the service")
 
 
 def _check_weights(gname: str, node, out: _Collector) -> None:
