@@ -3,7 +3,12 @@
 Each subcommand is a function ``add_<name>(subparsers)`` registered in ``SUBCOMMANDS``:
 it declares its arguments and sets ``handler``, which receives the parsed arguments
 and returns the exit status. Bad input never escapes as a traceback: an EngineError
-becomes one ``error:`` line on stderr and status 1; usage errors give status 2.
+becomes one ``error:`` line on stderr.
+
+Exit status: 0 success; 1 invalid input (a graph, file or option value that cannot be
+used); 2 usage (unknown option, missing argument); 3 failed while running (``ige
+run`` got a non-2xx answer; ``ige serve`` could not listen, or its workers kept
+crashing).
 """
 from __future__ import annotations
 
@@ -13,11 +18,11 @@ import sys
 from typing import Callable, Sequence, TextIO
 
 from . import __version__
-from .errors import EngineError, GraphSpecError
+from .errors import EngineError, GraphSpecError, ServeError
 from .spec import Diagnostic, Graph, load, load_all
 from .spec.render import FORMATS
 
-EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
 
 
 def _read_graphs(file: str, stdin: TextIO) -> list[Graph]:
@@ -161,6 +166,9 @@ def main(argv: Sequence[str] | None = None, *, stdout: TextIO | None = None,
         return EXIT_USAGE
     try:
         return args.handler(args, out, err, stdin or sys.stdin)
+    except ServeError as exc:
+        err.write(f"ige: error: {exc}\n")
+        return EXIT_FAILED
     except EngineError as exc:
         err.write(f"ige: error: {exc}\n")
         return EXIT_INVALID

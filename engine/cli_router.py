@@ -27,6 +27,9 @@ def add_serve(sub) -> None:
                        help="after SIGTERM, seconds of failing readiness before the "
                             "listener closes (KServe: 30)")
     serve.add_argument("--max-body-size", type=int, default=64 * 1024 * 1024)
+    serve.add_argument("--worker-crash-limit", type=int, default=5, metavar="N",
+                       help="with --workers > 1: stop (exit 3) after N workers in a row die "
+                            "within 10 s of their start; restarts back off from 0.5 s to 8 s")
     serve.add_argument("--log-level", default=None,
                        help="INFO (default), or DEBUG for one record per step")
     serve.add_argument("--access-log", action="store_true",
@@ -47,7 +50,8 @@ def add_run(sub) -> None:
 
 def add_graph_source(p: argparse.ArgumentParser) -> None:
     p.add_argument("graph", nargs="?", help="InferenceGraph file (YAML or JSON)")
-    p.add_argument("--graph-json", help="the graph spec as JSON (what KServe's controller passes)")
+    p.add_argument("--graph-json", help="the graph spec as JSON (what KServe's controller "
+                                        "passes), or @FILE")
     p.add_argument("--services", type=Path, help="YAML file mapping serviceName -> URL")
     p.add_argument("--namespace", help="namespace for KServe's in-cluster service addresses "
                                        "(default: the graph's, else $POD_NAMESPACE, else default)")
@@ -57,11 +61,25 @@ def add_graph_source(p: argparse.ArgumentParser) -> None:
                         "/v1/models/{name}:predict)")
 
 
+def read_at_file(value: str, option: str) -> bytes:
+    """The bytes of ``@FILE`` for ``option``; a clear GraphSpecError when unreadable."""
+    path = Path(value[1:])
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise GraphSpecError(f"{option} @{path}: cannot read {path}: {e.strerror or e}") from None
+
+
 def load_graph(args):
     from . import load
     if bool(args.graph) == bool(args.graph_json):
         raise GraphSpecError("give exactly one of GRAPH_FILE or --graph-json")
-    return load(args.graph_json if args.graph_json else args.graph)
+    if args.graph_json:
+        source = args.graph_json
+        if source.startswith("@"):  # the spec in a file, as curl's -d @FILE
+            source = read_at_file(source, "--graph-json")
+        return load(source)
+    return load(args.graph)
 
 
 def load_services(path: Path | None) -> dict:
@@ -112,6 +130,7 @@ def cmd_serve(args, out, err, stdin) -> int:
         grpc_port=args.grpc_port or None,
         drain_seconds=KSERVE_DRAIN_SECONDS if args.drain_seconds is None else args.drain_seconds,
         max_body_size=args.max_body_size, policy=policy_from(args),
+        max_quick_crashes=max(1, args.worker_crash_limit),
         access_log=args.access_log)
     graph.compile(policy=options.policy)  # fail here, before any worker starts
     return serve(graph, options)
@@ -121,7 +140,7 @@ def cmd_run(args, out, err, stdin) -> int:
     graph = load_graph(args)
     data = args.data
     if data.startswith("@"):
-        data = Path(data[1:]).read_bytes()
+        data = read_at_file(data, "--data")
     headers = []
     for h in args.header:
         name, sep, value = h.partition(":")
@@ -144,4 +163,5 @@ def cmd_run(args, out, err, stdin) -> int:
         text = body.decode("utf-8", "replace")
     err.write(f"status: {response.status}\n")
     out.write(text + "\n")
-    return 0 if 200 <= response.status <= 299 else 2
+    from .cli import EXIT_FAILED, EXIT_OK
+    return EXIT_OK if 200 <= response.status <= 299 else EXIT_FAILED

@@ -5,6 +5,8 @@ EngineError
 │   └── GraphValidationError              every diagnostic of a graph that failed validation
 ├── BadRequestError (also ValueError)     the request sent to the graph
 ├── UpstreamError                         a model server (status or transport failure)
+├── ServeError                            the router's environment (a port in use,
+│                                         workers that keep crashing)
 └── InternalEngineError                   the engine itself
 """
 from __future__ import annotations
@@ -57,6 +59,10 @@ class UpstreamError(EngineError):
         super().__init__(message)
         self.status = status
         self.url = url
+
+
+class ServeError(EngineError):
+    """The router could not start, or could not keep its workers running."""
 
 
 class InternalEngineError(EngineError):

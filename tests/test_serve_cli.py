@@ -211,9 +211,112 @@ def test_service_names_resolve_through_kserve_template(tmp_path):
     custom = subprocess.run([sys.executable, "-m", "engine", "run", str(graph), "--data", "{}",
                              "--service-template", "http://127.0.0.1:9/{namespace}/{name}"],
                             capture_output=True, text=True, timeout=60, env=env)
-    assert custom.returncode == 2
+    assert custom.returncode == 3  # ran, and the graph answered 500
     assert 'Post \\"http://127.0.0.1:9/team-b/echo\\"' in custom.stdout
     bad = subprocess.run([sys.executable, "-m", "engine", "run", str(graph), "--data", "{}",
                           "--service-template", "http://{host}/x"], capture_output=True, text=True,
                          timeout=60, env=env)
     assert bad.returncode == 1 and "--service-template" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_graph_json_from_a_file_and_missing_files(tmp_path, model):
+    spec = {"nodes": {"root": {"routerType": "Sequence", "steps": [{"serviceUrl": model.url}]}}}
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec))
+    ok = subprocess.run([sys.executable, "-m", "engine", "run", "--graph-json", f"@{path}",
+                         "--data", "{}"], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout) == {"predictions": ["ok"]}
+    for args in (["--graph-json", f"@{tmp_path / 'nope.json'}"],
+                 ["--graph-json", f"@{path}", "--data", f"@{tmp_path / 'nope.json'}"]):
+        argv = [sys.executable, "-m", "engine", "run", *args]
+        if "--data" not in args:
+            argv += ["--data", "{}"]
+        bad = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        assert bad.returncode == 1, bad.stderr
+        assert "Traceback" not in bad.stderr
+        assert f"cannot read {tmp_path / 'nope.json'}: No such file or directory" in bad.stderr
+    # what KServe's controller runs, with the spec in a file that is not there
+    pod = subprocess.run([sys.executable, "-m", "engine", "--graph-json", "@/nonexistent/spec.json",
+                          "--http-port", str(free_port())], capture_output=True, text=True, timeout=60)
+    assert pod.returncode == 1 and "Traceback" not in pod.stderr
+    assert pod.stderr.strip() == ("ige: error: --graph-json @/nonexistent/spec.json: cannot read "
+                                  "/nonexistent/spec.json: No such file or directory")
+
+
+def test_a_port_in_use_is_a_clear_failure_with_its_own_exit_status():
+    import socket
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        out = subprocess.run([sys.executable, "-m", "engine", "serve", "--graph-json", json.dumps(GRAPH),
+                              "--host", "127.0.0.1", "--http-port", str(port), "--grpc-port", "0"],
+                             capture_output=True, text=True, timeout=60)
+    assert out.returncode == 3, out.stderr
+    assert "Traceback" not in out.stderr
+    assert f"ige: error: cannot listen on 127.0.0.1:{port}: Address already in use" in out.stderr
+
+
+def test_crashing_workers_back_off_then_the_router_gives_up(tmp_path):
+    """Workers that cannot start (their gRPC port is taken) are restarted with growing
+    delays, one log line each, and after --worker-crash-limit quick deaths in a row
+    the router stops with status 3 instead of restarting them for ever."""
+    import socket
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        grpc_port = busy.getsockname()[1]
+        started = time.monotonic()
+        proc = start(["serve", "--graph-json", json.dumps(GRAPH), "--host", "127.0.0.1",
+                      "--http-port", str(free_port()), "--grpc-port", str(grpc_port),
+                      "--workers", "2", "--worker-crash-limit", "3"])
+        try:
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.communicate(timeout=5)
+        elapsed = time.monotonic() - started
+    assert proc.returncode == 3
+    records = [json.loads(line) for line in err.decode().splitlines() if line.startswith("{")]
+    restarts = [r for r in records if r["msg"] == "worker died; restarting"]
+    assert [r["restart_in_seconds"] for r in restarts] == [0.5, 1.0]
+    assert [r["crashes"] for r in restarts] == [1, 2]
+    assert any(r["msg"] == "workers keep dying; stopping" for r in records)
+    assert any(r["msg"] == "worker cannot serve" and "gRPC" in r["error"] for r in records)
+    assert elapsed >= 1.5  # the two backoff delays were waited
+
+
+def _children(pid: int) -> set[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return {int(x) for x in f.read().split()}
+
+
+def test_a_killed_worker_is_replaced_and_the_router_keeps_serving(model):
+    port = free_port()
+    spec = {"nodes": {"root": {"routerType": "Sequence", "steps": [{"serviceUrl": model.url}]}}}
+    proc = start(["--graph-json", json.dumps(spec), "--http-port", str(port), "--grpc-port", "0",
+                  "--workers", "2", "--drain-seconds", "0"])
+    try:
+        wait_ready(port, proc)
+        deadline = time.monotonic() + 20
+        while len(_children(proc.pid)) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        first = _children(proc.pid)
+        victim = min(first)
+        os.kill(victim, signal.SIGKILL)
+        while True:  # the replacement appears after the first backoff delay
+            now = _children(proc.pid)
+            if victim not in now and len(now) == 2:
+                break
+            assert time.monotonic() < deadline, now
+            time.sleep(0.05)
+        for _ in range(10):
+            assert post(port, {}) == (200, {"predictions": ["ok"]})
+    finally:
+        assert stop(proc) == 0
+    restarts = [json.loads(line) for line in proc_stderr_lines(proc)
+                if json.loads(line)["msg"] == "worker died; restarting"]
+    assert [(r["pid"], r["status"]) for r in restarts] == [(victim, -signal.SIGKILL)]

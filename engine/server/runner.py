@@ -7,13 +7,14 @@ import logging
 import os
 import signal
 import socket
-import sys
+import time
 
 import uvloop
 
 from .. import _core
 from .. import bridge as _bridge  # noqa: F401  binds the v2 HTTP endpoints and bridging
 from ..compiler import Policy
+from ..errors import ServeError
 
 log = logging.getLogger("engine.server")
 
@@ -38,16 +39,28 @@ class ServeOptions:
     max_headers: int = 100
     access_log: bool = False
     policy: Policy = dataclasses.field(default_factory=Policy)
+    # A worker that dies within quick_crash_seconds of its start is restarted after a
+    # delay that doubles from restart_delay (up to max_restart_delay); after
+    # max_quick_crashes such deaths in a row the router stops and exits non-zero, as a
+    # container whose workers cannot run should (the kubelet then backs off itself).
+    max_quick_crashes: int = 5
+    quick_crash_seconds: float = 10.0
+    restart_delay: float = 0.5
+    max_restart_delay: float = 8.0
 
 
 def listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    if reuse_port:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    sock.bind((host, port))
-    sock.listen(4096)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        sock.listen(4096)
+    except OSError as e:
+        sock.close()
+        raise ServeError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
     sock.setblocking(False)
     return sock
 
@@ -87,6 +100,10 @@ class RouterInstance:
             self.grpc = GrpcFrontEnd(self.app, self.options.host, self.options.grpc_port)
             try:
                 await self.grpc.start()
+            except (RuntimeError, OSError) as e:  # grpc's "Failed to bind to address ..."
+                self.server.close()
+                raise ServeError(f"cannot start the gRPC front end on "
+                                 f"{self.options.host}:{self.options.grpc_port}: {e}") from None
             except BaseException:
                 self.server.close()
                 raise
@@ -156,52 +173,121 @@ def _run_worker(graph, options: ServeOptions, sock) -> int:
     return 0
 
 
-def serve(graph, options: ServeOptions) -> int:
-    """Run the router in this process (workers == 1) or in N forked workers that
-    share the port through SO_REUSEPORT and are stopped together."""
-    if options.workers <= 1:
-        return _run_worker(graph, options, None)
-    children: dict[int, int] = {}
+def _worker_main(graph, options: ServeOptions, sock) -> int:
+    """A forked worker's whole life: its exit status, never an exception."""
+    try:
+        return _run_worker(graph, options, sock)
+    except ServeError as e:
+        log.error("worker cannot serve", extra={"pid": os.getpid(), "error": str(e)})
+    except BaseException:
+        log.exception("worker failed", extra={"pid": os.getpid()})
+    return 1
 
-    def spawn(slot: int):
-        sock = listening_socket(options.host, options.http_port, True)
+
+class _Supervisor:
+    """Forked workers sharing the port through SO_REUSEPORT: restarted with
+    exponential backoff when they die, stopped together on SIGTERM/SIGINT."""
+
+    def __init__(self, graph, options: ServeOptions):
+        self.graph = graph
+        self.options = options
+        self.children: dict[int, tuple[int, float]] = {}  # pid -> (slot, start time)
+        self.pending: list[tuple[float, int]] = []  # (due time, slot) of restarts
+        self.quick_crashes = 0
+        self.stopping = False
+        self.status = 0
+
+    def spawn(self, slot: int) -> None:
+        sock = listening_socket(self.options.host, self.options.http_port, True)
         pid = os.fork()
         if pid == 0:
             code = 1
             try:
-                code = _run_worker(graph, options, sock)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                code = _worker_main(self.graph, self.options, sock)
             finally:
                 os._exit(code)
         sock.close()
-        children[pid] = slot
+        self.children[pid] = (slot, time.monotonic())
 
-    for slot in range(options.workers):
-        spawn(slot)
-    stopping = False
+    def forward(self, signum, frame) -> None:
+        self.stopping = True
+        self.kill_all(signum)
 
-    def forward(signum, frame):
-        nonlocal stopping
-        stopping = True
-        for pid in list(children):
+    def kill_all(self, signum) -> None:
+        for pid in list(self.children):
             try:
                 os.kill(pid, signum)
             except ProcessLookupError:
                 pass
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    status = 0
-    while children:
+    def on_death(self, pid: int, code: int) -> None:
+        slot, started = self.children.pop(pid)
+        if self.stopping:
+            if code != 0 and self.status == 0:
+                self.status = 1
+            return
+        opts = self.options
+        lived = time.monotonic() - started
+        self.quick_crashes = self.quick_crashes + 1 if lived < opts.quick_crash_seconds else 1
+        if self.quick_crashes >= opts.max_quick_crashes:
+            log.error("workers keep dying; stopping", extra={
+                "pid": pid, "status": code, "crashes": self.quick_crashes})
+            self.stopping = True
+            self.status = 3
+            self.kill_all(signal.SIGTERM)
+            return
+        delay = min(opts.max_restart_delay, opts.restart_delay * 2 ** (self.quick_crashes - 1))
+        log.error("worker died; restarting", extra={
+            "pid": pid, "status": code, "lived_seconds": round(lived, 3),
+            "crashes": self.quick_crashes, "restart_in_seconds": delay})
+        self.pending.append((time.monotonic() + delay, slot))
+
+    def _reap(self) -> int:
+        """Wait for a worker to die, or for the next restart to fall due: the dead
+        worker's pid, or 0."""
+        if not self.pending or self.stopping:
+            pid, status = os.wait()
+        else:
+            # poll, so that restarts happen on time and SIGTERM cuts a backoff short
+            pid, status = os.waitpid(-1, os.WNOHANG) if self.children else (0, 0)
+            if pid == 0:
+                due = min(d for d, _ in self.pending)
+                time.sleep(min(0.05, max(0.0, due - time.monotonic())))
+                now = time.monotonic()
+                for item in [p for p in self.pending if p[0] <= now]:
+                    self.pending.remove(item)
+                    self.spawn(item[1])
+                return 0
+        if pid in self.children:
+            self.on_death(pid, os.waitstatus_to_exitcode(status))
+        return pid
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self.forward)
+        signal.signal(signal.SIGINT, self.forward)
         try:
-            pid, code = os.wait()
-        except ChildProcessError:
-            break
-        slot = children.pop(pid, None)
-        if slot is None:
-            continue
-        if not stopping and code != 0:
-            log.error("worker died; restarting", extra={"pid": pid, "status": code})
-            spawn(slot)
-        elif code != 0:
-            status = 1
-    return status
+            for slot in range(self.options.workers):
+                self.spawn(slot)
+            while self.children or (self.pending and not self.stopping):
+                try:
+                    self._reap()
+                except ChildProcessError:
+                    break
+        except BaseException:
+            # the parent failed (no port for a new worker): take the workers with it
+            self.kill_all(signal.SIGKILL)
+            for pid in list(self.children):
+                os.waitpid(pid, 0)
+            raise
+        return self.status
+
+
+def serve(graph, options: ServeOptions) -> int:
+    """Run the router in this process (workers == 1) or in N forked workers that
+    share the port through SO_REUSEPORT and are stopped together. Returns the exit
+    status: 0 after a clean stop, 3 when workers kept crashing."""
+    if options.workers <= 1:
+        return _run_worker(graph, options, None)
+    return _Supervisor(graph, options).run()

@@ -16,6 +16,8 @@ def step_summary(step: Step) -> str:
     """One line for a step: name, target and the fields that change its behaviour."""
     kind = step.target_kind
     target = f"{kind} {step.target}" if kind else "(no target)"
+    if kind == "service" and step.service_url:  # resolved by KServe's controller: called
+        target += f" at {step.service_url}"
     parts = [f"[{step.index}]"]
     if step.name:
         parts.append(f"{step.name}:")
@@ -80,7 +82,34 @@ def text_tree(graph: Graph) -> str:
             node_lines(name, "", (name,))
     if not graph.nodes:
         lines.append("(no nodes)")
+    lines.extend(_deployment_lines(graph))
     return "\n".join(lines) + "\n"
+
+
+# Spec fields that shape the router's pod (KServe's controller reads them); the router
+# process itself never looks at them.
+_SCHEDULING = (("resources", "resources"), ("affinity", "affinity"),
+               ("tolerations", "tolerations"), ("nodeSelector", "node_selector"),
+               ("nodeName", "node_name"), ("serviceAccountName", "service_account_name"),
+               ("timeout", "timeout"), ("minReplicas", "min_replicas"),
+               ("maxReplicas", "max_replicas"), ("scaleTarget", "scale_target"),
+               ("scaleMetric", "scale_metric"))
+
+
+def _deployment_lines(graph: Graph) -> list[str]:
+    out = []
+    t = graph.spec.router_timeouts
+    if t is not None:
+        set_ = [f"{k}={getattr(t, a)}s" for k, a in (
+            ("serverRead", "server_read"), ("serverWrite", "server_write"),
+            ("serverIdle", "server_idle"), ("serviceClient", "service_client"))
+            if getattr(t, a, None) is not None]
+        if set_:
+            out.append("routerTimeouts: " + ", ".join(set_))
+    ignored = [k for k, a in _SCHEDULING if getattr(graph.spec, a) not in (None, {}, [], "")]
+    if ignored:
+        out.append("for KServe's controller, ignored by the router: " + ", ".join(ignored))
+    return out
 
 
 def _label(text: str) -> str:
