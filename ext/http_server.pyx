@@ -431,6 +431,8 @@ cdef class _HttpServerProtocol:
     cdef dispatch(self, HttpRequest req):
         cdef HttpServer server = self.server
         cdef _PendingAnswer slot
+        # HEAD runs the graph as KServe's router does; only the answer's body is left out
+        cdef bint head = req.method == b"HEAD"
         if self.closing:
             return
         if not req.keep_alive:
@@ -444,11 +446,12 @@ cdef class _HttpServerProtocol:
             result = make_response(500, _BODY_500, _JSON_HEADERS)
         if type(result) is HttpResponse and not self.pending:
             server.active_requests -= 1
-            self.send(<HttpResponse>result, req.keep_alive, req.http10)
+            self.send(<HttpResponse>result, req.keep_alive, req.http10, head)
             return
         slot = _PendingAnswer.__new__(_PendingAnswer)
         slot.keep_alive = req.keep_alive
         slot.http10 = req.http10
+        slot.head = head
         slot.counted = True
         slot.deadline = self.answer_deadline
         slot.request = req
@@ -503,24 +506,25 @@ cdef class _HttpServerProtocol:
             self.pending.popleft()
             if slot.counted:
                 self.server.active_requests -= 1
-            self.send(slot.response, slot.keep_alive, slot.http10)
+            self.send(slot.response, slot.keep_alive, slot.http10, slot.head)
         if not self.closed:
             if self.continue_owed and not self.pending:
                 self.continue_owed = False
                 self.write(_CONTINUE)
             self.update_reading()
 
-    cdef send(self, HttpResponse resp, bint keep_alive, bint http10):
+    cdef send(self, HttpResponse resp, bint keep_alive, bint http10, bint head):
         cdef bint close = (not keep_alive) or (self.closing and not self.pending) or \
             (self.server.draining and not self.pending and not self.in_message)
         cdef object msg
         if self.closed:
             return
         try:
-            msg = render_response(resp, close, http10 and keep_alive)
+            msg = render_response(resp, close, http10 and keep_alive, head)
         except Exception:
             _server_log.error("cannot write response %r", resp, exc_info=True)
-            msg = render_response(make_response(500, _BODY_500, _JSON_HEADERS), close, http10 and keep_alive)
+            msg = render_response(make_response(500, _BODY_500, _JSON_HEADERS), close,
+                                  http10 and keep_alive, head)
         if type(msg) is bytes:
             self.write(msg)
         else:
@@ -647,8 +651,15 @@ cdef str _parser_reason(exc):
     return text if text else type(exc).__name__
 
 
-cdef object render_response(HttpResponse resp, bint close, bint keep_alive_header):
-    """The response as one bytes object, or [head, body] for a large body."""
+# Go's server buffers this much of an answer before it sends the head; an answer to
+# HEAD carries Content-Length only when the whole body fitted and was not empty
+# (net/http's chunkWriter.writeHeader).
+cdef Py_ssize_t _GO_HEAD_LENGTH_LIMIT = 2048
+
+
+cdef object render_response(HttpResponse resp, bint close, bint keep_alive_header, bint head):
+    """The response as one bytes object, or [head, body] for a large body. For a HEAD
+    request, the head alone."""
     cdef Py_buffer view
     cdef bytes sline = status_line(resp.status)
     cdef bytes date = date_line()
@@ -661,6 +672,8 @@ cdef object render_response(HttpResponse resp, bint close, bint keep_alive_heade
     PyObject_GetBuffer(resp.body, &view, PyBUF_SIMPLE)
     try:
         blen = view.len
+        if head:
+            no_length = no_length or blen == 0 or blen > _GO_HEAD_LENGTH_LIMIT
         n = PyBytes_GET_SIZE(sline) + headers_size(resp.headers, NULL) + PyBytes_GET_SIZE(date) + 2
         if not no_length:
             nd = format_uint(digits, <unsigned long long>blen)
@@ -669,8 +682,8 @@ cdef object render_response(HttpResponse resp, bint close, bint keep_alive_heade
             n += 19
         elif keep_alive_header:
             n += 24
-        small = blen <= SMALL_BODY
-        out = PyBytes_FromStringAndSize(NULL, n + (blen if small else 0))
+        small = blen <= SMALL_BODY or head
+        out = PyBytes_FromStringAndSize(NULL, n + (blen if small and not head else 0))
         p = PyBytes_AS_STRING(out)
         p = put_bytes(p, sline)
         p = put_headers(p, resp.headers)
@@ -685,7 +698,8 @@ cdef object render_response(HttpResponse resp, bint close, bint keep_alive_heade
             p = put(p, b"Connection: keep-alive\r\n", 24)
         p = put(p, b"\r\n", 2)
         if small:
-            put(p, <char *>view.buf, blen)
+            if not head:
+                put(p, <char *>view.buf, blen)
             return out
     finally:
         PyBuffer_Release(&view)

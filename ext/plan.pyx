@@ -291,8 +291,8 @@ async def run_switch(CompiledPlan plan, PlanNode node, object request, RunContex
 
 async def run_splitter(CompiledPlan plan, PlanNode node, object request, RunContext ctx):
     cdef PlanStep step
-    # KServe draws from [0, 100] and drops the connection on 100 (no step is picked);
-    # [0, 100) keeps the same weights without that failure.
+    # as KServe (since kserve#5489): a point in [0, 100), the first step whose running
+    # weight sum exceeds it
     cdef int point = rng_below(100)
     for s in node.steps:
         step = <PlanStep>s

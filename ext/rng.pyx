@@ -1,5 +1,5 @@
-# Splitter routing needs a fast uniform pick in [0, 100], not a cryptographic one:
-# KServe draws point = rand.Int(101) and takes the first step with point < running sum.
+# Splitter routing needs a fast uniform pick in [0, 100), not a cryptographic one:
+# KServe draws point = rand.Int(100) and takes the first step with point < running sum.
 from libc.stdint cimport uint64_t
 from libc.time cimport time as c_time
 from cpython.pystate cimport PyThreadState_Get

@@ -210,3 +210,40 @@ def test_cancelling_an_embedded_request_cancels_its_wait(loop):
         finally:
             await m.close()
     loop.run(go())
+
+
+def test_head_runs_the_graph_and_answers_without_a_body(loop):
+    """As Go's server: the graph runs (its models are called), the head says what GET
+    would, Content-Length only for a non-empty answer of at most 2048 bytes, and no
+    body, so the next answer on the same connection is framed right."""
+    big = {"predictions": ["x" * 3000]}
+
+    async def go():
+        small_model = await ModelServer(static({"predictions": [1]})).start()
+        big_model = await ModelServer(static(big)).start()
+        try:
+            async with running_router(seq_graph(small_model.url)) as router:
+                raw = await raw_exchange(router.port, (
+                    b"HEAD / HTTP/1.1\r\nHost: x\r\n\r\n"
+                    b"HEAD /readyz HTTP/1.1\r\nHost: x\r\n\r\n"
+                    b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+            async with running_router(seq_graph(big_model.url)) as router:
+                raw_big = await raw_exchange(router.port, (
+                    b"HEAD / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+        finally:
+            await small_model.close()
+            await big_model.close()
+        return raw, raw_big, small_model.requests
+
+    raw, raw_big, calls = loop.run(go())
+    answers = raw.split(b"HTTP/1.1 ")[1:]
+    assert len(answers) == 3
+    head1, _, body1 = answers[0].partition(b"\r\n\r\n")
+    assert body1 == b"" and b"Content-Length: 19" in head1 and b"application/json" in head1
+    head2, _, body2 = answers[1].partition(b"\r\n\r\n")
+    assert head2.startswith(b"200") and b"Content-Length" not in head2 and body2 == b""
+    assert answers[2].endswith(b'\r\n\r\n{"predictions":[1]}')
+    assert [r.method for r in calls] == [b"POST", b"POST"]
+    status, headers, body = split_response(raw_big)
+    assert status == 200 and body == b""
+    assert b"content-length" not in headers and b"transfer-encoding" not in headers

@@ -170,6 +170,7 @@ cdef class _PendingAnswer:
     cdef HttpRequest request
     cdef bint keep_alive
     cdef bint http10
+    cdef bint head
     cdef bint counted
     cdef double deadline
 
@@ -237,7 +238,7 @@ cdef class _HttpServerProtocol:
     cdef finish_body(self)
     cdef dispatch(self, HttpRequest req)
     cdef flush(self)
-    cdef send(self, HttpResponse resp, bint keep_alive, bint http10)
+    cdef send(self, HttpResponse resp, bint keep_alive, bint http10, bint head)
     cdef fail(self, int status, str reason)
     cdef stop(self, int status, str reason)
     cdef update_reading(self)
