@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
 from pathlib import Path
 
 import orjson
@@ -26,7 +27,13 @@ def add_serve(sub) -> None:
     serve.add_argument("--drain-seconds", type=float, default=None,
                        help="after SIGTERM, seconds of failing readiness before the "
                             "listener closes (KServe: 30)")
-    serve.add_argument("--max-body-size", type=int, default=64 * 1024 * 1024)
+    serve.add_argument("--max-body-size", type=int, default=64 * 1024 * 1024, metavar="BYTES",
+                       help="larger request bodies get 413 (default 64 MiB; 0: no limit, "
+                            "as KServe's router)")
+    serve.add_argument("--max-header-size", type=int, default=1024 * 1024, metavar="BYTES",
+                       help="request line and headers; larger get 431 (default 1 MiB, as Go's server)")
+    serve.add_argument("--max-headers", type=int, default=1000, metavar="N",
+                       help="more header lines get 431 (default 1000; Go's server has no count limit)")
     serve.add_argument("--worker-crash-limit", type=int, default=5, metavar="N",
                        help="with --workers > 1: stop (exit 3) after N workers in a row die "
                             "within 10 s of their start; restarts back off from 0.5 s to 8 s")
@@ -113,6 +120,13 @@ def policy_from(args) -> Policy:
     return policy
 
 
+def _limit(value: int, option: str) -> int:
+    """A size or count limit; 0 means none."""
+    if value < 0:
+        raise GraphSpecError(f"{option} {value}: must be 0 (no limit) or more")
+    return value or sys.maxsize
+
+
 def cmd_serve(args, out, err, stdin) -> int:
     from . import logs
     if args.enable_tls or args.enable_auth:
@@ -129,7 +143,10 @@ def cmd_serve(args, out, err, stdin) -> int:
         host=args.host, http_port=args.http_port, workers=args.workers,
         grpc_port=args.grpc_port or None,
         drain_seconds=KSERVE_DRAIN_SECONDS if args.drain_seconds is None else args.drain_seconds,
-        max_body_size=args.max_body_size, policy=policy_from(args),
+        max_body_size=_limit(args.max_body_size, "--max-body-size"),
+        max_header_size=_limit(args.max_header_size, "--max-header-size"),
+        max_headers=_limit(args.max_headers, "--max-headers"),
+        policy=policy_from(args),
         max_quick_crashes=max(1, args.worker_crash_limit),
         access_log=args.access_log)
     graph.compile(policy=options.policy)  # fail here, before any worker starts

@@ -247,3 +247,31 @@ def test_head_runs_the_graph_and_answers_without_a_body(loop):
     status, headers, body = split_response(raw_big)
     assert status == 200 and body == b""
     assert b"content-length" not in headers and b"transfer-encoding" not in headers
+
+
+def test_default_limits_accept_what_kserve_accepts(loop):
+    """Go's server takes a request head up to 1 MiB with any number of header lines;
+    the router's defaults take 500 headers and a 200 KB header value."""
+    async def go():
+        m = await ModelServer(static({"predictions": [1]})).start()
+        try:
+            async with running_router(seq_graph(m.url)) as router:
+                many = b"".join(b"X-H%d: v\r\n" % i for i in range(500))
+                long = b"X-Long: " + b"a" * 200_000 + b"\r\n"
+                return await raw_exchange(router.port, (
+                    b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n" + many + long
+                    + b"Connection: close\r\n\r\n{}"))
+        finally:
+            await m.close()
+    status, _, body = split_response(loop.run(go()))
+    assert (status, body) == (200, b'{"predictions":[1]}')
+
+
+def test_zero_means_no_limit_and_negative_limits_are_refused():
+    from engine.cli_router import _limit
+    from engine.errors import GraphSpecError
+    import sys
+    assert _limit(0, "--max-body-size") == sys.maxsize
+    assert _limit(10, "--max-body-size") == 10
+    with pytest.raises(GraphSpecError, match="--max-headers -1: must be 0"):
+        _limit(-1, "--max-headers")

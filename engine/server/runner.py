@@ -34,9 +34,12 @@ class ServeOptions:
     grpc_port: int | None = None
     workers: int = 1
     drain_seconds: float = KSERVE_DRAIN_SECONDS
+    # KServe's router reads any body (io.ReadAll); a bound keeps one client from taking
+    # the router's memory. Go's server limits the request head to 1 MiB
+    # (http.DefaultMaxHeaderBytes) and does not count header lines.
     max_body_size: int = 64 * 1024 * 1024
-    max_header_size: int = 64 * 1024
-    max_headers: int = 100
+    max_header_size: int = 1024 * 1024
+    max_headers: int = 1000
     access_log: bool = False
     policy: Policy = dataclasses.field(default_factory=Policy)
     # A worker that dies within quick_crash_seconds of its start is restarted after a
