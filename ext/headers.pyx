@@ -8,8 +8,84 @@ cdef frozenset _NOT_FORWARDED = frozenset((
     b"Host", b"Content-Length", b"Transfer-Encoding", b"Trailer", b"Connection",
     b"Keep-Alive", b"Upgrade", b"Te", b"Proxy-Connection",
 ))
-# RE2 (Go) has no look-around or back-references; Python would accept them.
-cdef object _NOT_RE2 = _re.compile(r"\(\?<?[=!]|\\[1-9]|\(\?P=")
+
+
+@cython.wraparound(True)
+def re2_to_python(str pattern):
+    """A Go (RE2) pattern as Python ``re`` text that matches the same header names,
+    or ValueError naming the RE2 rule it breaks.
+
+    Python accepts syntax that RE2 refuses (look-around, back-references, atomic
+    groups, conditionals, possessive quantifiers, ``\\Z``) and spells RE2's ``\\z``
+    as ``\\Z``; the rest is compiled with ``re.ASCII`` because RE2's ``\\d \\w \\s
+    \\b`` are ASCII-only. Character classes are skipped over, so ``[*+]`` is no
+    quantifier.
+    """
+    cdef list out = []
+    cdef Py_ssize_t i = 0, n = len(pattern)
+    cdef bint in_class = False
+    cdef str c, nxt
+    while i < n:
+        c = pattern[i]
+        nxt = pattern[i + 1] if i + 1 < n else ""
+        if c == "\\":
+            if nxt == "":
+                raise ValueError("trailing backslash at end of expression")
+            if not in_class:
+                if nxt in "123456789":
+                    raise ValueError(f"invalid escape sequence: \\{nxt} (RE2 has no back-references)")
+                if nxt == "Z":
+                    raise ValueError("invalid escape sequence: \\Z")
+                if nxt == "z":
+                    out.append("\\Z")
+                    i += 2
+                    continue
+            out.append(c + nxt)
+            i += 2
+            continue
+        if in_class:
+            if c == "]" and not (out and out[-1] in ("[", "[^")):
+                in_class = False
+            out.append(c)
+            i += 1
+            continue
+        if c == "[":
+            in_class = True
+            if nxt == "^":
+                out.append("[^")
+                i += 2
+                if i < n and pattern[i] == "]":  # a leading ] is a literal
+                    out.append("]")
+                    i += 1
+                continue
+            out.append("[")
+            i += 1
+            if i < n and pattern[i] == "]":
+                out.append("]")
+                i += 1
+            continue
+        if c == "(" and nxt == "?":
+            rest = pattern[i + 2:i + 5]
+            if rest[:1] in ("=", "!") or rest[:2] in ("<=", "<!"):
+                raise ValueError("invalid or unsupported Perl syntax: look-around")
+            if rest[:1] == ">":
+                raise ValueError("invalid or unsupported Perl syntax: atomic group")
+            if rest[:1] == "(":
+                raise ValueError("invalid or unsupported Perl syntax: conditional")
+            if rest[:2] == "P=":
+                raise ValueError("invalid named capture: back-reference")
+            if rest[:1] == "<":  # Go's (?<name>...) is Python's (?P<name>...)
+                out.append("(?P")
+                i += 2
+                continue
+        if c == "+" and out and out[-1] in ("*", "+", "?", "}") and \
+                not (len(out) > 1 and out[-2] == "\\"):
+            raise ValueError(f"invalid nested repetition operator: {out[-1]}+")
+        out.append(c)
+        i += 1
+    if in_class:
+        raise ValueError(f"missing closing ]: {pattern[pattern.rfind('['):]}")
+    return "".join(out)
 cdef bytes _TOKEN = (b"!#$%&'*+-.^_`|~0123456789"
                      b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 cdef int _CACHE_LIMIT = 4096
@@ -40,12 +116,9 @@ def compile_header_patterns(str spec):
     a pattern that does not compile is skipped and reported."""
     patterns, problems = [], []
     for item in spec.split(","):
-        if _NOT_RE2.search(item):
-            problems.append(f"failed to compile pattern {item!r}: not RE2 syntax (look-around or back-reference)")
-            continue
         try:
-            patterns.append(_re.compile(item))
-        except _re.error as e:
+            patterns.append(_re.compile(re2_to_python(item), _re.ASCII))
+        except (ValueError, _re.error) as e:
             problems.append(f"failed to compile pattern {item!r}: {e}")
     return patterns, problems
 

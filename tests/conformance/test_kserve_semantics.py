@@ -413,3 +413,31 @@ def test_canonical_header_names_follow_go():
     assert c("CONTENT-type") == b"Content-Type"
     assert c(b"x_weird") == b"X_weird"
     assert c(b"has space") == b"has space"   # not a token: Go leaves it alone
+
+
+@pytest.mark.parametrize("pattern, python", [
+    (r"X-Req.*", r"X-Req.*"),
+    (r"(?i)^x-b3-", r"(?i)^x-b3-"),
+    (r"^X-Id\z", r"^X-Id\Z"),            # RE2's end of text
+    (r"[*+]x", r"[*+]x"),                # a class, not a quantifier
+    (r"[]a]+", r"[]a]+"),
+    (r"(?<n>X)-y", r"(?P<n>X)-y"),       # Go 1.22's named group spelling
+])
+def test_re2_patterns_translate(pattern, python):
+    assert _core.re2_to_python(pattern) == python
+
+
+@pytest.mark.parametrize("pattern", [
+    r"(?=X)", r"(?<!A)B", r"(a)\1", r"(?P<n>a)(?P=n)", r"X\Z", r"X-*+", r"(?>X)", r"(?(1)a|b)",
+])
+def test_patterns_re2_refuses_are_skipped_with_a_warning(pattern):
+    patterns, problems = _core.compile_header_patterns(f"{pattern},X-Ok")
+    assert len(patterns) == 1 and patterns[0].search("X-Ok")
+    assert len(problems) == 1 and problems[0].startswith(f"failed to compile pattern {pattern!r}")
+
+
+def test_re2_classes_are_ascii_only():
+    """RE2's \\w, \\d and \\s never match non-ASCII letters; Python's would."""
+    patterns, problems = _core.compile_header_patterns(r"^X-\w+$")
+    assert problems == []
+    assert patterns[0].search("X-Abc") and not patterns[0].search("X-Ab\u00e9")
