@@ -34,6 +34,9 @@ def add_serve(sub) -> None:
                        help="request line and headers; larger get 431 (default 1 MiB, as Go's server)")
     serve.add_argument("--max-headers", type=int, default=1000, metavar="N",
                        help="more header lines get 431 (default 1000; Go's server has no count limit)")
+    serve.add_argument("--max-connections-per-host", type=int, default=64, metavar="N",
+                       help="open connections to one model server; calls beyond wait for one "
+                            "(default 64; 0: no cap, as KServe's router)")
     serve.add_argument("--worker-crash-limit", type=int, default=5, metavar="N",
                        help="with --workers > 1: stop (exit 3) after N workers in a row die "
                             "within 10 s of their start; restarts back off from 0.5 s to 8 s")
@@ -110,6 +113,11 @@ def load_services(path: Path | None) -> dict:
 
 def policy_from(args) -> Policy:
     policy = Policy(services=load_services(args.services), namespace=args.namespace)
+    cap = getattr(args, "max_connections_per_host", None)
+    if cap is not None:
+        if cap < 0:
+            raise GraphSpecError(f"--max-connections-per-host {cap}: must be 0 (no cap) or more")
+        policy.max_connections_per_host = cap
     if args.service_template:
         try:
             args.service_template.format(name="n", namespace="ns")

@@ -31,7 +31,9 @@ class Policy:
     names it does not cover resolve through ``service_template`` with the graph's
     namespace (else ``POD_NAMESPACE``, else ``default``). ``propagate_headers`` is
     KServe's ``PROPAGATE_HEADERS`` (comma separated regular expressions); None reads
-    the environment variable.
+    the environment variable. ``max_connections_per_host`` caps the open connections
+    to one model server (calls beyond it wait for a free one); 0 means no cap, as
+    KServe's router (Go's default transport).
     """
     services: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     service_template: str = DEFAULT_SERVICE_TEMPLATE

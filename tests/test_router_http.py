@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 
 import orjson
+from engine import _core
 import pytest
 
 from routerkit import (ModelServer, closed_port, raw_exchange, running_router,
@@ -275,3 +276,37 @@ def test_zero_means_no_limit_and_negative_limits_are_refused():
     assert _limit(10, "--max-body-size") == 10
     with pytest.raises(GraphSpecError, match="--max-headers -1: must be 0"):
         _limit(-1, "--max-headers")
+
+
+def test_no_connection_cap_when_asked_as_kserve(loop):
+    """max_connections_per_host=0: as Go's default transport, every concurrent call
+    gets its own connection; the model answers only once all 80 are in flight
+    (beyond the default cap of 64)."""
+    n = 80
+
+    async def go():
+        arrived = asyncio.Event()
+        seen = []
+
+        async def barrier(request):
+            seen.append(request)
+            if len(seen) == n:
+                arrived.set()
+            await asyncio.wait_for(arrived.wait(), 10)
+            return 200, {"ok": True}
+
+        m = await ModelServer(barrier).start()
+        try:
+            async with running_router(seq_graph(m.url), max_connections_per_host=0) as router:
+                clients = [_core.HttpClient() for _ in range(n)]
+                try:
+                    answers = await asyncio.gather(*(
+                        c.request(_core.Endpoint(router.url("/")), b"{}", []) for c in clients))
+                finally:
+                    for c in clients:
+                        await c.close()
+        finally:
+            await m.close()
+        return answers
+
+    assert [a.status for a in loop.run(go())] == [200] * n

@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import sys
 from urllib.parse import urlsplit
 
 from .. import _core
@@ -53,8 +54,9 @@ def make_url_backend(url: str, path: str, registry):
         from .grpc import make_grpc_backend
         return make_grpc_backend(url, registry)
     if registry.http is None:
+        # 0: no cap, as Go's default transport
         registry.http = _core.HttpClient(
-            max_connections_per_host=registry.policy.max_connections_per_host)
+            max_connections_per_host=registry.policy.max_connections_per_host or sys.maxsize)
     from .v2http import make_v2_backend, v2_model_of
     v2 = v2_model_of(urlsplit(url).path)
     if v2 is not None:
