@@ -345,3 +345,15 @@ def test_the_pod_command_line(tmp_path):
                 if proc.poll() is None:
                     proc.kill()
                 proc.stderr.close()
+
+
+def test_explain_shows_the_called_url_and_the_fields_the_router_ignores():
+    from engine.spec.render import text_tree
+    spec = {"nodes": {"root": {"routerType": "Sequence", "steps": [{"name": "a", "serviceName": "a"}]}},
+            "resources": {"limits": {"cpu": "1"}}, "routerTimeouts": {"serviceClient": 3},
+            "minReplicas": 1, "tolerations": [{"key": "k", "operator": "Exists"}]}
+    arg = graph_json(_document(spec), [InferenceService("a", "http://a.ns")])
+    text = text_tree(engine.load(arg))
+    assert "service a at http://a.ns/v1/models/a:predict" in text
+    assert "routerTimeouts: serviceClient=3s" in text
+    assert "for KServe's controller, ignored by the router: resources, tolerations, minReplicas" in text
