@@ -174,6 +174,7 @@ class RunContext:
     headers: list[tuple[bytes, bytes]]
     timeout: float
     request_headers: object
+    v2_bridge: bool
     def __init__(self, headers: list[tuple[bytes, bytes]], timeout: float,
                  request_headers: object = None) -> None: ...
 
@@ -307,8 +308,9 @@ def body_is_oip(body: object) -> bool: ...
 class DelegateBackend(Backend):
     impl: Callable[[Any, RunContext], Any]
     plain: Backend | None
+    bridge_bytes: bool
     def __init__(self, impl: Callable[[Any, RunContext], Any], description: str,
-                 plain: Backend | None = None) -> None: ...
+                 plain: Backend | None = None, bridge_bytes: bool = False) -> None: ...
 
 async def app_execute(app: GraphApp, body: Body, headers: HeaderList,
                       deadline: float = 0.0) -> Response: ...

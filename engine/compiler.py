@@ -33,7 +33,10 @@ class Policy:
     KServe's ``PROPAGATE_HEADERS`` (comma separated regular expressions); None reads
     the environment variable. ``max_connections_per_host`` caps the open connections
     to one model server (calls beyond it wait for a free one); 0 means no cap, as
-    KServe's router (Go's default transport).
+    KServe's router (Go's default transport). ``v2_bridge`` lets a step with a v2
+    infer URL take a previous step's v2 JSON response (bytes) as its request, outputs
+    as inputs, where KServe's router would send those bytes unchanged (docs/oip.md,
+    "Bridging"); off by default, and implied for requests that enter as OIP messages.
     """
     services: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     service_template: str = DEFAULT_SERVICE_TEMPLATE
@@ -41,6 +44,7 @@ class Policy:
     propagate_headers: str | None = None
     max_connections_per_host: int = 64
     backend_factory: Callable[[str, str], Any] | None = None
+    v2_bridge: bool = False
 
 
 def resolve_namespace(graph, policy: Policy) -> str:

@@ -61,8 +61,9 @@ cdef class StepResult:
 
 @cython.final
 cdef class RunContext:
-    """Per-request state shared by every step: the headers to forward and the
-    per-call timeout."""
+    """Per-request state shared by every step: the headers to forward, the
+    per-call timeout, and whether bytes may be bridged to v2 steps (``v2_bridge``: set
+    by execute() when the request entered as an OIP message)."""
 
     def __cinit__(self, list headers, double timeout, object request_headers=None):
         self.headers = headers
@@ -491,6 +492,9 @@ cdef Response failure_answer(BaseException e):
 async def execute(CompiledPlan plan, object body, RunContext ctx):
     """Run ``body`` through the plan from its root; always answers a Response."""
     cdef PlanNode root = <PlanNode>plan.nodes[0]
+    if type(body) is not bytes and is_oip(body):
+        # no bytes KServe would have sent exist for this request: bridge.pyx
+        ctx.v2_bridge = True
     try:
         if root.router_type == ROUTER_SEQUENCE:
             # the usual root: one coroutine level less on the request path

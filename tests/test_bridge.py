@@ -50,8 +50,11 @@ def test_v2_binary_front_end_three_v2_binary_steps(loop):
         x = np.linspace(-2, 2, 1024, dtype=np.float32).reshape(4, 256)
         req = InferRequest("g", [from_numpy("x", x)], id="r1")
         try:
-            async with running_router(seq(*(m.url(f"m{i}") for i, m in enumerate(models)))) as router:
+            graph = seq(*(m.url(f"m{i}") for i, m in enumerate(models)))
+            async with running_router(graph) as router:
                 r, resp = await post_v2(router, req, params={"binary_data_output": True})
+            # JSON bytes chain v2 steps only when asked for (KServe sends them unchanged)
+            async with running_router(graph, v2_bridge=True) as router:
                 r_json, resp_json = await post_v2(router, req, binary=False)
         finally:
             for m in models:
@@ -67,8 +70,8 @@ def test_v2_binary_front_end_three_v2_binary_steps(loop):
     for m in models:
         assert header_value(m.raw[0].headers, _HL) is not None
     assert [m.requests[0].model_name for m in models] == ["m0", "m1", "m2"]
-    # a JSON v2 request is forwarded as received to the first step, and the JSON answer
-    # of the last step comes back as is
+    # a JSON v2 request is forwarded as received to the first step, the JSON answers
+    # become the next steps' inputs (v2_bridge), and the last step's answer is v2 JSON
     assert header_value(models[0].raw[1].headers, _HL) is None
     assert bytes(models[0].raw[1].body) == InferRequest("g", [from_numpy("x", x)], id="r1").to_json()
     assert r_json.status == 200 and header_value(r_json.headers, _HL) is None

@@ -1,8 +1,8 @@
 """Backends: where a step's request goes.
 
 - ``http://`` / ``https://`` URLs: pooled keep-alive HTTP/1.1 (engine._core.HttpClient);
-  a URL ending in ``/v2/models/<m>/infer`` also carries OIP messages with the binary
-  tensor extension (engine.backends.v2http)
+  a URL ending in ``/v2/models/<m>/infer`` gets bytes as any URL does and also carries
+  OIP messages with the binary tensor extension (engine.backends.v2http)
 - ``grpc://host:port/<model>``: Open Inference Protocol v2 over gRPC (engine.backends.grpc)
 - Python callables: in process (engine._core.LocalBackend)
 - anything else fails each call with the error Go's client gives for it, as KServe's
@@ -60,5 +60,5 @@ def make_url_backend(url: str, path: str, registry):
     from .v2http import make_v2_backend, v2_model_of
     v2 = v2_model_of(urlsplit(url).path)
     if v2 is not None:
-        return make_v2_backend(url, v2[0], v2[1], registry.http)
+        return make_v2_backend(url, v2[0], v2[1], registry.http, registry.policy.v2_bridge)
     return _core.HttpBackend(_core.Endpoint(url), registry.http)

@@ -1,11 +1,16 @@
 """HTTP v2 backends: a step URL ending in ``/v2/models/<model>[/versions/<v>]/infer``.
 
-A bytes body holding a v2 JSON request goes exactly as to any HTTP model, through the
-same pooled client, and the answer stays bytes: a pure-JSON graph is untouched. An
-``InferRequest`` / ``InferResponse`` body, or a v2 JSON response (a previous step's
-answer under ``$response``, whose outputs become inputs), is sent with the binary
-tensor extension (all inputs binary, ``binary_data_output`` asked for), and the answer
-parsed into an ``InferResponse`` whose tensors are views of the received body.
+A bytes body goes exactly as to any HTTP model, unchanged and unlooked at, through the
+same pooled client, and the answer comes back as bytes with its status: this is what
+KServe's router does for the v2 predictor URLs its controller resolves. An
+``InferRequest`` / ``InferResponse`` body (which only exists where KServe's router has
+no behaviour: the gRPC and binary v2 front ends, gRPC and in-process steps) is sent
+with the binary tensor extension (all inputs binary, ``binary_data_output`` asked for),
+and the answer parsed into an ``InferResponse`` whose tensors are views of the
+received body. With bridging on (``Policy.v2_bridge``, or a request that entered as a
+message) a bytes v2 JSON response, a previous step's answer under ``$response``, is
+sent that way too, its outputs as the step's inputs; any other bytes still go as
+received. The rule and its table of cases: docs/oip.md, "Bridging".
 """
 from __future__ import annotations
 
@@ -31,14 +36,25 @@ def v2_model_of(path: str):
 class V2HttpBackend:
     """One v2 infer URL, for what the plain HttpBackend does not take (see module doc)."""
 
-    def __init__(self, url: str, model: str, version: str, client, endpoint):
+    def __init__(self, url: str, model: str, version: str, client, endpoint, plain):
         self.url = url
         self.model = model
         self.version = version
         self.client = client
         self.endpoint = endpoint
+        self.plain = plain
 
     def __call__(self, body, ctx):
+        if not _core.body_is_oip(body):
+            # DelegateBackend sends bytes here only with bridging on and top-level
+            # "outputs" without "inputs": a v2 JSON response, unless it does not parse
+            try:
+                resp = InferResponse.from_json(body)
+            except BadRequestError:
+                resp = None
+            if resp is None or not resp.outputs:
+                return self.plain.invoke(body, ctx)
+            body = resp
         try:
             req = as_request(body, self.model, self.version)
             added = "binary_data_output" not in req.parameters
@@ -70,7 +86,9 @@ class V2HttpBackend:
         return _core.StepResult(resp.status, out)
 
 
-def make_v2_backend(url: str, model: str, version: str, client):
+def make_v2_backend(url: str, model: str, version: str, client, bridge_bytes: bool = False):
+    """The backend of a v2 infer URL; ``bridge_bytes``: Policy.v2_bridge."""
     endpoint = _core.Endpoint(url)
     plain = _core.HttpBackend(endpoint, client)
-    return _core.DelegateBackend(V2HttpBackend(url, model, version, client, endpoint), url, plain)
+    impl = V2HttpBackend(url, model, version, client, endpoint, plain)
+    return _core.DelegateBackend(impl, url, plain, bridge_bytes)

@@ -51,6 +51,7 @@ cdef class RunContext:
     cdef readonly list headers          # [(bytes, bytes)] forwarded to every step
     cdef readonly double timeout        # serviceClient seconds; <= 0: none
     cdef readonly object request_headers  # as received, for local callables
+    cdef readonly bint v2_bridge        # the request entered as an OIP message (bridge.pyx)
 
 
 cdef class Backend:
@@ -122,6 +123,7 @@ cdef object oip_json_body(object body)
 cdef class DelegateBackend(Backend):
     cdef readonly object impl
     cdef readonly Backend plain
+    cdef readonly bint bridge_bytes
 
 
 # ---- local_backend.pyx ----------------------------------------------------
