@@ -1,6 +1,8 @@
 # The router's HTTP application: what each request path means. Any path that is not
 # one of the router's own endpoints runs the graph, whatever the method, as in
-# KServe's router (its handler is registered on "/").
+# KServe's router (its handler is registered on "/", and only /readyz is its own).
+# The engine's further endpoints (health, metrics, /v2/models/...) can be switched off
+# (kserve_paths) so that the router is path-for-path KServe's.
 
 cdef bytes _READYZ = b"/readyz"
 cdef bytes _HEALTHZ = b"/healthz"
@@ -17,9 +19,11 @@ cdef list _TEXT_HEADERS = [(b"Content-Type", b"text/plain; charset=utf-8"),
 cdef class GraphApp:
     """Maps HttpRequest -> HttpResponse (or an awaitable of one) for one plan."""
 
-    def __init__(self, CompiledPlan plan, HeaderPropagation propagation):
+    def __init__(self, CompiledPlan plan, HeaderPropagation propagation, *,
+                 bint kserve_paths=False):
         self.plan = plan
         self.propagation = propagation
+        self.kserve_paths = kserve_paths
         self.draining = False
         self.requests_total = 0
         self.requests_failed = 0
@@ -44,6 +48,8 @@ cdef class GraphApp:
             if self.draining:
                 return HttpResponse(503, b"shutting down\n", _TEXT_HEADERS)
             return HttpResponse(200, b"")
+        if self.kserve_paths:
+            return self.run_graph(request)
         if path == _HEALTHZ or path == _V2_LIVE:
             return HttpResponse(200, b"")
         if path == _V2_READY:

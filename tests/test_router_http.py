@@ -110,6 +110,49 @@ def test_any_path_and_method_runs_the_graph(loop):
     assert headers[b"content-type"] == b"application/json"
 
 
+# every path the engine answers itself by default (docs/semantics.md, "Paths")
+ENGINE_PATHS = [
+    ("GET", "/healthz", b""), ("POST", "/healthz", b"{}"), ("GET", "/v2/health/live", b""),
+    ("GET", "/v2/health/ready", b""), ("GET", "/metrics", b""), ("GET", "/v2/models/g", b""),
+    ("GET", "/v2/models/g/versions/1/ready", b""), ("GET", "/v2/models/g/ready?x=1", b""),
+    ("POST", "/v2/models/g/infer", b'{"inputs":[],"parameters":{"binary_data_size":4}}abcd'),
+]
+
+
+def _request(method, path, body):
+    head = f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    if body:
+        head += f"Content-Length: {len(body)}\r\nInference-Header-Content-Length: {len(body) - 4}\r\n"
+    return head.encode() + b"\r\n" + body
+
+
+@pytest.mark.parametrize("mode", ["engine", "kserve"])
+def test_reserved_paths_engine_or_kserve(loop, mode):
+    async def go():
+        m = await ModelServer(static(b'{"graph": "ran"}')).start()
+        out = []
+        try:
+            async with running_router(seq_graph(m.url), reserved_paths=mode) as router:
+                for method, path, body in ENGINE_PATHS + [("GET", "/readyz", b"")]:
+                    out.append(split_response(await raw_exchange(router.port, _request(method, path, body))))
+                router.instance.app.start_draining()
+                draining = split_response(await raw_exchange(router.port, _request("POST", "/readyz", b"")))
+        finally:
+            await m.close()
+        return out, draining, m.requests
+
+    out, draining, requests = loop.run(go())
+    *engine_paths, readyz = out
+    assert (readyz[0], readyz[2]) == (200, b"") and draining[:1] == (503,) and draining[2] == b"shutting down\n"
+    ran = [body == b'{"graph": "ran"}' for _, _, body in engine_paths]
+    if mode == "engine":
+        assert not any(ran) and not requests
+    else:
+        # path-for-path KServe's router: the graph runs, on the raw bytes
+        assert all(ran) and [s for s, _, _ in engine_paths] == [200] * len(ENGINE_PATHS)
+        assert [bytes(r.body) for r in requests] == [body for _, _, body in ENGINE_PATHS]
+
+
 def test_readiness_and_drain(loop):
     async def slow(request):
         await asyncio.sleep(0.3)

@@ -14,7 +14,7 @@ import uvloop
 from .. import _core
 from .. import bridge as _bridge  # noqa: F401  binds the v2 HTTP endpoints and bridging
 from ..compiler import Policy
-from ..errors import ServeError
+from ..errors import GraphSpecError, ServeError
 
 log = logging.getLogger("engine.server")
 
@@ -23,6 +23,12 @@ log = logging.getLogger("engine.server")
 KSERVE_DRAIN_SECONDS = 30.0
 # In-flight gRPC calls get this long after the listener closes before they are cancelled
 GRPC_GRACE_SECONDS = 30.0
+
+
+# What the HTTP front end keeps for itself besides KServe's /readyz (docs/semantics.md,
+# "Paths"): "engine" (health, metrics, /v2/models/... endpoints) or "kserve" (none:
+# every other path and method runs the graph, as in KServe's router).
+RESERVED_PATHS = ("engine", "kserve")
 
 
 @dataclasses.dataclass
@@ -41,6 +47,7 @@ class ServeOptions:
     max_header_size: int = 1024 * 1024
     max_headers: int = 1000
     access_log: bool = False
+    reserved_paths: str = "engine"
     policy: Policy = dataclasses.field(default_factory=Policy)
     # A worker that dies within quick_crash_seconds of its start is restarted after a
     # delay that doubles from restart_delay (up to max_restart_delay); after
@@ -50,6 +57,11 @@ class ServeOptions:
     quick_crash_seconds: float = 10.0
     restart_delay: float = 0.5
     max_restart_delay: float = 8.0
+
+    def __post_init__(self):
+        if self.reserved_paths not in RESERVED_PATHS:
+            raise GraphSpecError(f"reserved paths {self.reserved_paths!r} (--reserved-paths, "
+                                 f"IGE_RESERVED_PATHS): expected one of {', '.join(RESERVED_PATHS)}")
 
 
 def listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
@@ -76,7 +88,8 @@ class RouterInstance:
         self.options = options
         self.sock = sock
         self.plan = graph.compile(policy=options.policy)
-        self.app = _core.GraphApp(self.plan.compiled, self.plan.propagation)
+        self.app = _core.GraphApp(self.plan.compiled, self.plan.propagation,
+                                  kserve_paths=options.reserved_paths == "kserve")
         if options.access_log:
             self.app.enable_access_log(logging.getLogger("engine.access"))
         if logging.getLogger("engine.steps").isEnabledFor(logging.DEBUG):

@@ -389,6 +389,7 @@ cdef class GraphApp:
     cdef readonly long long requests_failed
     cdef readonly long long in_flight
     cdef readonly object access_log
+    cdef readonly bint kserve_paths     # only /readyz is special; every other path runs the graph
     cpdef bytes metrics_text(self)
 
 
