@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -44,6 +45,11 @@ def add_serve(sub) -> None:
                        help="INFO (default), or DEBUG for one record per step")
     serve.add_argument("--access-log", action="store_true",
                        help="one JSON log record per graph request")
+    serve.add_argument("--reserved-paths", metavar="engine|kserve", default=None,
+                       help="paths the router answers itself besides /readyz: engine "
+                            "(health, metrics, /v2/models/...; the default) or kserve (none, "
+                            "as KServe's router: every other path runs the graph); "
+                            "env IGE_RESERVED_PATHS")
     serve.add_argument("--inferencegraph-name", help="the InferenceGraph's name (KServe's router flag)")
     serve.add_argument("--enable-tls", action="store_true", help=argparse.SUPPRESS)
     serve.add_argument("--enable-auth", action="store_true", help=argparse.SUPPRESS)
@@ -65,6 +71,9 @@ def add_graph_source(p: argparse.ArgumentParser) -> None:
     p.add_argument("--services", type=Path, help="YAML file mapping serviceName -> URL")
     p.add_argument("--namespace", help="namespace for KServe's in-cluster service addresses "
                                        "(default: the graph's, else $POD_NAMESPACE, else default)")
+    p.add_argument("--v2-bridge", action="store_true", default=None,
+                   help="let a v2 infer URL step take a previous step's v2 JSON response as "
+                        "its inputs (KServe sends the bytes unchanged); env IGE_V2_BRIDGE=1")
     p.add_argument("--service-template", default=None,
                    help="URL for a serviceName that --services does not map, with {name} and "
                         "{namespace} (default: KServe's http://{name}.{namespace}.svc.cluster.local"
@@ -111,8 +120,27 @@ def load_services(path: Path | None) -> dict:
     return doc
 
 
-def policy_from(args) -> Policy:
-    policy = Policy(services=load_services(args.services), namespace=args.namespace)
+def env_flag(name: str, environ=None) -> bool:
+    """A boolean environment variable (1/true/yes/on, 0/false/no/off or unset)."""
+    value = (environ if environ is not None else os.environ).get(name, "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise GraphSpecError(f"{name}={value!r}: expected 1/true/yes/on or 0/false/no/off")
+
+
+def reserved_paths_from(args, environ=None) -> str:
+    """--reserved-paths, else IGE_RESERVED_PATHS, else "engine" (ServeOptions checks it)."""
+    if args.reserved_paths is not None:
+        return args.reserved_paths
+    return (environ if environ is not None else os.environ).get(
+        "IGE_RESERVED_PATHS", "").strip() or "engine"
+
+
+def policy_from(args, environ=None) -> Policy:
+    policy = Policy(services=load_services(args.services), namespace=args.namespace,
+                    v2_bridge=bool(args.v2_bridge) or env_flag("IGE_V2_BRIDGE", environ))
     cap = getattr(args, "max_connections_per_host", None)
     if cap is not None:
         if cap < 0:
@@ -156,7 +184,7 @@ def cmd_serve(args, out, err, stdin) -> int:
         max_headers=_limit(args.max_headers, "--max-headers"),
         policy=policy_from(args),
         max_quick_crashes=max(1, args.worker_crash_limit),
-        access_log=args.access_log)
+        access_log=args.access_log, reserved_paths=reserved_paths_from(args))
     graph.compile(policy=options.policy)  # fail here, before any worker starts
     return serve(graph, options)
 

@@ -42,8 +42,8 @@ def post(port: int, body: dict):
         return e.code, json.loads(e.read())
 
 
-def start(args, **kw):
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+def start(args, extra_env=None, **kw):
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(extra_env or {}))
     return subprocess.Popen([sys.executable, "-m", "engine", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=env, start_new_session=True, **kw)
 
@@ -317,3 +317,43 @@ def test_a_killed_worker_is_replaced_and_the_router_keeps_serving(model):
     restarts = [json.loads(line) for line in proc_stderr_lines(proc)
                 if json.loads(line)["msg"] == "worker died; restarting"]
     assert [(r["pid"], r["status"]) for r in restarts] == [(victim, -signal.SIGKILL)]
+
+
+def test_reserved_paths_and_v2_bridge_from_flags_and_environment():
+    from engine.cli import build_parser
+    from engine.cli_router import policy_from, reserved_paths_from
+    from engine.errors import GraphSpecError
+    from engine.server.runner import ServeOptions
+
+    def parsed(*flags):
+        return build_parser().parse_args(["serve", "--graph-json", "{}", *flags])
+
+    assert reserved_paths_from(parsed(), {}) == "engine"
+    assert reserved_paths_from(parsed(), {"IGE_RESERVED_PATHS": "kserve"}) == "kserve"
+    assert reserved_paths_from(parsed("--reserved-paths", "engine"),
+                               {"IGE_RESERVED_PATHS": "kserve"}) == "engine"
+    with pytest.raises(GraphSpecError, match="IGE_RESERVED_PATHS"):
+        ServeOptions(reserved_paths=reserved_paths_from(parsed(), {"IGE_RESERVED_PATHS": "all"}))
+    assert policy_from(parsed(), {}).v2_bridge is False
+    assert policy_from(parsed("--v2-bridge"), {}).v2_bridge is True
+    assert policy_from(parsed(), {"IGE_V2_BRIDGE": "1"}).v2_bridge is True
+    assert policy_from(parsed(), {"IGE_V2_BRIDGE": "off"}).v2_bridge is False
+    with pytest.raises(GraphSpecError, match="IGE_V2_BRIDGE"):
+        policy_from(parsed(), {"IGE_V2_BRIDGE": "maybe"})
+
+
+def test_kserve_reserved_paths_through_the_environment(model):
+    """As KServe's controller starts the router: the extension arrives by env."""
+    graph = {"nodes": {"root": {"routerType": "Sequence", "steps": [{"serviceUrl": model.url}]}}}
+    port = free_port()
+    proc = start(["--graph-json", json.dumps(graph), "--http-port", str(port), "--host", "127.0.0.1",
+                  "--grpc-port", "0", "--drain-seconds", "0"], extra_env={"IGE_RESERVED_PATHS": "kserve"})
+    try:
+        wait_ready(port, proc)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            assert (r.status, json.loads(r.read())) == (200, {"predictions": ["ok"]})
+    finally:
+        assert stop(proc) == 0
+    bad = subprocess.run([sys.executable, "-m", "engine", "--graph-json", json.dumps(graph),
+                          "--reserved-paths", "none"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and "--reserved-paths" in bad.stderr and "Traceback" not in bad.stderr
