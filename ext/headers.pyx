@@ -1,7 +1,19 @@
 # Header propagation as KServe's router does it: every incoming header whose Go
 # canonical name (textproto.CanonicalMIMEHeaderKey) matches one of the
 # PROPAGATE_HEADERS regular expressions (unanchored) is forwarded to every step.
+#
+# select() is also where a forwarded header is checked, once per request and only for
+# the headers that match: a name that is not an RFC 9110 token or a value with a
+# control byte (CR, LF, NUL, ... but HTAB) is dropped and counted, never written. Go's
+# Transport fails the whole call instead; dropping keeps the request served, and every
+# front end (HTTP, gRPC, HTTP v2, embedded Plan.infer) builds its step headers here.
+import binascii as _binascii
+import logging as _logging
 import re as _re
+
+from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_GET_SIZE
+from libc.stdint cimport uint64_t
+from libc.string cimport memcpy
 
 # Go's Request.Write sets these itself; hop-by-hop ones belong to our connection pool.
 cdef frozenset _NOT_FORWARDED = frozenset((
@@ -88,15 +100,128 @@ def re2_to_python(str pattern):
     return "".join(out)
 cdef bytes _TOKEN = (b"!#$%&'*+-.^_`|~0123456789"
                      b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+cdef bytes _GRPC_KEY = b"-_.0123456789abcdefghijklmnopqrstuvwxyz"
 cdef int _CACHE_LIMIT = 4096
+
+# byte -> 1 when allowed: RFC 9110 tchar, and gRPC's lower-case metadata key characters
+cdef unsigned char _TCHAR_OK[256]
+cdef unsigned char _GRPC_KEY_OK[256]
+
+
+cdef void _fill_table(unsigned char *table, bytes allowed):
+    cdef int i
+    for i in range(256):
+        table[i] = 0
+    for i in allowed:
+        table[i] = 1
+
+
+_fill_table(_TCHAR_OK, _TOKEN)
+_fill_table(_GRPC_KEY_OK, _GRPC_KEY)
+
+
+cdef inline bint in_table(const unsigned char *table, bytes s) noexcept:
+    """s is not empty and every byte of it is allowed by ``table``."""
+    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(s)
+    cdef Py_ssize_t i, n = PyBytes_GET_SIZE(s)
+    if n == 0:
+        return False
+    for i in range(n):
+        if not table[p[i]]:
+            return False
+    return True
+
+
+cdef inline bint header_value_ok(bytes value) noexcept:
+    """Go's httpguts.ValidHeaderFieldValue: no control byte but HTAB (obs-text passes,
+    as Go's client sends it). A CR or LF here would end the header line early."""
+    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(value)
+    cdef Py_ssize_t i = 0, n = PyBytes_GET_SIZE(value)
+    cdef uint64_t w
+    cdef unsigned char c
+    # eight bytes per step while none is below 0x20 or 0x7F (a token, a JWT): exact
+    # "any byte" tests from the bit-twiddling classics; the first word holding such a
+    # byte, HTAB included, goes to the byte loop, which decides
+    while i + 8 <= n:
+        memcpy(&w, p + i, 8)
+        if ((w - 0x2020202020202020ULL) & ~w & 0x8080808080808080ULL) or \
+                (((w ^ 0x7F7F7F7F7F7F7F7FULL) - 0x0101010101010101ULL) & ~(w ^ 0x7F7F7F7F7F7F7F7FULL)
+                 & 0x8080808080808080ULL):
+            break
+        i += 8
+    while i < n:
+        c = p[i]
+        if (c < 0x20 and c != 0x09) or c == 0x7F:
+            return False
+        i += 1
+    return True
+
+
+cdef inline bint printable_ascii(bytes value) noexcept:
+    """gRPC's ASCII-Value: every byte in 0x20-0x7E."""
+    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(value)
+    cdef Py_ssize_t i, n = PyBytes_GET_SIZE(value)
+    for i in range(n):
+        if p[i] < 0x20 or p[i] > 0x7E:
+            return False
+    return True
+
+
+# ---- headers not forwarded: C counters, one warning per (reason, name) --------------
+
+cdef enum DropReason:
+    DROP_INVALID_NAME = 0       # not a token (HTTP) or not a metadata key (gRPC)
+    DROP_INVALID_VALUE = 1      # a control byte: would split or end the header line
+    DROP_NON_ASCII_GRPC = 2     # a gRPC ASCII value outside 0x20-0x7E
+    DROP_BAD_BASE64_GRPC = 3    # a -bin value that is not base64, to a gRPC backend
+    DROP_REASONS = 4
+
+cdef tuple _DROP_LABELS = ("invalid_name", "invalid_value", "non_ascii_grpc", "invalid_base64_grpc")
+cdef unsigned long long _dropped[4]     # C globals start at zero
+# bounded: a client inventing names must not grow it, nor the log
+cdef set _drop_warned = set()
+cdef int _DROP_WARN_LIMIT = 256
+cdef object _headers_log = _logging.getLogger("engine.headers")
+# a matched name that is not a token: cached as a verdict like the others
+cdef object _BAD_NAME = object()
+
+
+cdef int header_dropped(int reason, object name) except -1:
+    _dropped[reason] += 1
+    if len(_drop_warned) < _DROP_WARN_LIMIT:
+        key = (reason, name)
+        if key not in _drop_warned:
+            _drop_warned.add(key)
+            # never the value: it may be a credential (Go's Transport omits it too)
+            _headers_log.warning(
+                "propagated header dropped (%s): %.80r; further drops of it are only counted",
+                _DROP_LABELS[reason], name, extra={"reason": _DROP_LABELS[reason]})
+    return 0
+
+
+def headers_dropped():
+    """{reason: count} of propagated headers dropped in this process since start:
+    ``invalid_name``, ``invalid_value``, ``non_ascii_grpc``, ``invalid_base64_grpc``
+    (``ige_headers_dropped_total`` on /metrics)."""
+    cdef int i
+    return {_DROP_LABELS[i]: _dropped[i] for i in range(DROP_REASONS)}
+
+
+cdef str headers_dropped_metrics():
+    cdef int i
+    cdef list lines = [
+        "# HELP ige_headers_dropped_total Propagated headers not forwarded: invalid name or value.\n",
+        "# TYPE ige_headers_dropped_total counter\n"]
+    for i in range(DROP_REASONS):
+        lines.append(f'ige_headers_dropped_total{{reason="{_DROP_LABELS[i]}"}} {_dropped[i]}\n')
+    return "".join(lines)
 
 
 def canonical_header_name(name):
     """Go's textproto.CanonicalMIMEHeaderKey for a bytes or str header name."""
     cdef bytes raw = name.encode("latin-1") if isinstance(name, str) else bytes(name)
-    for c in raw:
-        if c not in _TOKEN:
-            return raw
+    if not in_table(_TCHAR_OK, raw):
+        return raw
     cdef bytearray out = bytearray(raw)
     cdef bint upper = True
     cdef Py_ssize_t i
@@ -126,7 +251,8 @@ def compile_header_patterns(str spec):
 @cython.final
 cdef class HeaderPropagation:
     """Selects the headers of a request to forward; caches the verdict per raw name."""
-    # verdicts: raw name bytes -> canonical bytes, or None when not forwarded
+    # verdicts: raw name bytes -> canonical bytes, None when not forwarded, or
+    # _BAD_NAME when matched but not a token
 
     def __cinit__(self, list patterns):
         self.patterns = patterns
@@ -143,7 +269,7 @@ cdef class HeaderPropagation:
             text = canonical.decode("latin-1")
             for p in self.patterns:
                 if p.search(text) is not None:
-                    result = canonical
+                    result = canonical if in_table(_TCHAR_OK, canonical) else _BAD_NAME
                     break
         if len(self.verdicts) >= _CACHE_LIMIT:
             self.verdicts.clear()
@@ -151,7 +277,9 @@ cdef class HeaderPropagation:
         return result
 
     cpdef list select(self, list headers):
-        """[(raw name, value)] as received -> [(canonical name, value)] to forward."""
+        """[(raw name, value)] as received -> [(canonical name, value)] to forward.
+        A matched header whose name is not a token, or whose value holds a control
+        byte other than HTAB, is left out and counted (``headers_dropped``)."""
         cdef list out = []
         if not self.patterns:
             return out
@@ -160,6 +288,67 @@ cdef class HeaderPropagation:
             canonical = verdicts.get(name, verdicts)
             if canonical is verdicts:
                 canonical = self.verdict(name)
-            if canonical is not None:
-                out.append((canonical, value))
+            if canonical is None:
+                continue
+            if canonical is _BAD_NAME:
+                header_dropped(DROP_INVALID_NAME, name)
+                continue
+            if type(value) is not bytes:
+                value = bytes(value)
+            if not header_value_ok(<bytes>value):
+                header_dropped(DROP_INVALID_VALUE, canonical)
+                continue
+            out.append((canonical, value))
         return out
+
+
+# ---- gRPC metadata ----------------------------------------------------------------
+
+# HTTP/2 or gRPC framing, never metadata: skipped without counting, as Go's client
+# skips the framing headers it writes itself.
+cdef frozenset _GRPC_RESERVED = frozenset((
+    b"content-type", b"te", b"user-agent", b"host", b"connection", b"content-length",
+    b"transfer-encoding", b"keep-alive"))
+
+
+cdef object _metadata_bytes(bytes value):
+    """A -bin header's value (base64, as gRPC's HTTP/2 mapping carries it; padded or
+    not, as gRPC accepts both) -> the raw bytes, or None when it is not base64."""
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(value)
+    if n % 4 == 1:
+        return None
+    if n % 4:
+        value = value + b"=" * (4 - n % 4)
+    try:
+        return _binascii.a2b_base64(value, strict_mode=True)
+    except _binascii.Error:
+        return None
+
+
+def grpc_metadata(list headers):
+    """Propagated (name, value) bytes pairs -> gRPC metadata for a gRPC backend:
+    lower-case keys; ``-bin`` values base64-decoded to bytes (grpc encodes them
+    again on the wire); other values as str, which gRPC allows only in printable
+    ASCII. A pair gRPC would refuse is left out and counted, so the call is made
+    without it instead of failing."""
+    cdef list out = []
+    cdef bytes key, raw
+    for name, value in headers:
+        key = bytes(name).lower()
+        if key in _GRPC_RESERVED or key.startswith(b"grpc-"):
+            continue
+        if not in_table(_GRPC_KEY_OK, key):
+            header_dropped(DROP_INVALID_NAME, key)
+            continue
+        raw = value if type(value) is bytes else bytes(value)
+        if key.endswith(b"-bin"):
+            decoded = _metadata_bytes(raw)
+            if decoded is None:
+                header_dropped(DROP_BAD_BASE64_GRPC, key)
+                continue
+            out.append((key.decode("ascii"), decoded))
+        elif printable_ascii(raw):
+            out.append((key.decode("ascii"), raw.decode("ascii")))
+        else:
+            header_dropped(DROP_NON_ASCII_GRPC, key)
+    return out

@@ -252,7 +252,7 @@ cdef tuple _request_message(Endpoint ep, object body, list headers):
     cdef Py_ssize_t blen = 0
     cdef bytes head
     if headers is not None:
-        headers = _without_framing_headers(headers)
+        headers = _checked_headers(headers)
     if type(body) is list:
         for part in <list>body:
             blen += len(memoryview(part).cast("B"))
@@ -292,16 +292,30 @@ cdef bytes _request_head(Endpoint ep, list headers, Py_ssize_t blen, const char 
     return out
 
 
-cdef list _without_framing_headers(list headers):
-    # Go's Request.Write ignores these in Header: it writes its own
+cdef list _checked_headers(list headers):
+    """``headers`` as the head will carry them. Whoever calls, the client never writes
+    a header line it was not given: a name that is not a token, or a value with a
+    control byte (CR, LF, NUL, ...; HTAB and obs-text pass), raises ValueError, as Go's
+    Transport refuses such a request. The router never gets here with one
+    (HeaderPropagation.select drops and counts them), so this is a scan of a few
+    bytes per header, paid only when there are headers."""
     cdef tuple pair
+    cdef bytes name, value
+    cdef bint framing = False
     for item in headers:
         pair = <tuple?>item
         name = <bytes?>pair[0]
+        value = <bytes?>pair[1]
+        if not in_table(_TCHAR_OK, name):
+            raise ValueError(f"invalid header field name {name!r}")
+        if not header_value_ok(value):
+            # not the value: it may be a credential
+            raise ValueError(f"invalid header field value for {name.decode('latin-1')!r}")
+        # Go's Request.Write ignores these in Header: it writes its own
         if header_is(name, b"host", 4) or header_is(name, b"content-length", 14) or \
                 header_is(name, b"transfer-encoding", 17) or header_is(name, b"trailer", 7):
-            break
-    else:
+            framing = True
+    if not framing:
         return headers
     return [h for h in headers if not (
         header_is(h[0], b"host", 4) or header_is(h[0], b"content-length", 14) or
@@ -977,6 +991,17 @@ def _scan_response(chunks, int repeat=1):
     finally:
         loop.close()
     return result, not conn.response_close
+
+
+def _request_bytes(Endpoint ep, object body, list headers=None):
+    """The bytes the client writes for one request (head, then the body when it is
+    sent separately), without a connection. For tests of what reaches a backend."""
+    sent, head = _request_message(ep, body, headers)
+    if sent is None:
+        return head
+    if type(sent) is list:
+        return head + b"".join([bytes(memoryview(part).cast("B")) for part in sent])
+    return head + bytes(sent)
 
 
 @cython.final

@@ -7,7 +7,9 @@ Messages travel as raw bytes (identity serializers): the request is encoded by
 per target, shared by every step that names it and created in the running loop on
 first use. gRPC statuses become HTTP-like statuses (so Soft/Hard dependencies work as
 for HTTP models) with a JSON error body; a target that cannot be reached at all is a
-transport failure (``UpstreamError``), as a refused HTTP connection is.
+transport failure (``UpstreamError``), as a refused HTTP connection is. Propagated
+headers become metadata by gRPC's rules (``engine._core.grpc_metadata``): what gRPC
+would refuse is dropped and counted, never a failed call.
 """
 from __future__ import annotations
 
@@ -34,11 +36,6 @@ STATUS_OF_CODE = {
 # No message size limit: tensors are as large as the models make them.
 CHANNEL_OPTIONS = [("grpc.max_send_message_length", -1),
                    ("grpc.max_receive_message_length", -1)]
-
-# Headers that are HTTP/2 or gRPC framing, never metadata.
-_RESERVED = {b"content-type", b"te", b"user-agent", b"host", b"connection",
-             b"content-length", b"transfer-encoding", b"keep-alive"}
-
 
 def parse_grpc_url(url: str) -> tuple[str, str]:
     """``grpc://host:port/model`` -> (``host:port``, ``model``); GraphSpecError-free:
@@ -88,20 +85,6 @@ class ChannelPool:
             await channel.close()
 
 
-def metadata_of(headers: list) -> list:
-    """Propagated headers as gRPC metadata (lower-case keys, str values)."""
-    out: list[tuple[str, str | bytes]] = []
-    for k, v in headers:
-        key = bytes(k).lower()
-        if key in _RESERVED or key.startswith(b"grpc-") or key.startswith(b":"):
-            continue
-        if key.endswith(b"-bin"):
-            out.append((key.decode("latin-1"), bytes(v)))
-        else:
-            out.append((key.decode("latin-1"), bytes(v).decode("latin-1")))
-    return out
-
-
 class GrpcBackend:
     """ModelInfer on one target and model; the step body is converted with
     ``engine.bridge.as_request`` (a v1 JSON body that is not a v2 request: 400)."""
@@ -123,7 +106,7 @@ class GrpcBackend:
         call = self.pool.model_infer(self.target)
         timeout = ctx.timeout if ctx.timeout > 0 else None
         try:
-            answer = await call(payload, timeout=timeout, metadata=metadata_of(ctx.headers))
+            answer = await call(payload, timeout=timeout, metadata=_core.grpc_metadata(ctx.headers))
         except grpc.aio.AioRpcError as e:
             code = e.code()
             details = e.details() or code.name

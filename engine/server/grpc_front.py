@@ -14,6 +14,8 @@ so that no generated protobuf module is registered in this process.
 """
 from __future__ import annotations
 
+import binascii
+
 import grpc
 import grpc.aio
 import orjson
@@ -136,6 +138,18 @@ def _error_text(body) -> str:
     return raw.decode("utf-8", "replace")
 
 
+def wire_value(value) -> bytes:
+    """A metadata value as an HTTP header carries it. grpc hands ``-bin`` values as
+    the raw bytes; on HTTP/2 they travel base64-encoded, unpadded as gRPC writes them,
+    and so they are propagated: the bytes (CR, LF, anything) never reach an HTTP
+    backend's head, and a gRPC backend gets them decoded again. Other values are str,
+    which grpc decoded as UTF-8 (or Latin-1 when that failed); UTF-8 gives back what
+    a client sending non-ASCII text sent. HeaderPropagation.select checks the result."""
+    if isinstance(value, bytes):
+        return binascii.b2a_base64(value, newline=False).rstrip(b"=")
+    return value.encode("utf-8", "surrogatepass")
+
+
 class GrpcFrontEnd:
     """GRPCInferenceService for one GraphApp; ``start()`` binds, ``stop()`` drains."""
 
@@ -209,11 +223,8 @@ class GrpcFrontEnd:
             req = InferRequest.from_grpc(request)
         except BadRequestError as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-        headers = []
-        for md in context.invocation_metadata() or ():
-            key, value = md
-            headers.append((key.encode("latin-1"),
-                            value if isinstance(value, bytes) else value.encode("latin-1")))
+        headers = [(key.encode("latin-1"), wire_value(value))
+                   for key, value in context.invocation_metadata() or ()]
         remaining = context.time_remaining()
         r = await _core.app_execute(self.app, req, headers,
                                     remaining if remaining is not None else 0.0)
