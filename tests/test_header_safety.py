@@ -69,6 +69,22 @@ def parse_requests(raw: bytes):
     return sink.messages
 
 
+def _completes_a_request(raw: bytes) -> bool:
+    """Whether httptools completes a request in ``raw`` before it finds an error."""
+    class Sink:
+        complete = 0
+
+        def on_message_complete(self):
+            self.complete += 1
+
+    sink = Sink()
+    try:
+        httptools.HttpRequestParser(sink).feed_data(raw)
+    except httptools.HttpParserError:
+        pass
+    return sink.complete > 0
+
+
 class RawModel:
     """An HTTP model that keeps the exact bytes of every connection and the requests
     httptools finds in them; each request is answered ``ANSWER`` (keep-alive)."""
@@ -603,8 +619,10 @@ def test_any_header_bytes_end_to_end(loop):
             sent = parse_requests(request)
         except (httptools.HttpParserError, AssertionError):
             sent = None
-        # a value that ends the request early is the client's own pipelining, and
-        # leaves the router waiting for the rest of a second request
+            # a value that ends the head early makes a complete first request and
+            # garbage after it: the client's own pipelining, answered 200 then 400
+            assume(not _completes_a_request(request))
+        # ... or a second request the router waits for
         assume(sent is None or len(sent) == 1)
         loop.run(over_http(request, sent))
         loop.run(over_grpc(name, value, bin_value))
