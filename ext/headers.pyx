@@ -298,8 +298,22 @@ cdef class HeaderPropagation:
             if not header_value_ok(<bytes>value):
                 header_dropped(DROP_INVALID_VALUE, canonical)
                 continue
-            out.append((canonical, value))
+            out.append((canonical, _go_trimmed(<bytes>value)))
         return out
+
+
+cdef inline bytes _go_trimmed(bytes value):
+    """Go's textproto trims spaces and tabs around a header value (llhttp only the
+    leading ones, and gRPC metadata or embedded callers none)."""
+    cdef Py_ssize_t n = PyBytes_GET_SIZE(value), start = 0
+    cdef const char *p = PyBytes_AS_STRING(value)
+    if n == 0 or (p[n - 1] != 32 and p[n - 1] != 9 and p[0] != 32 and p[0] != 9):
+        return value
+    while n > 0 and (p[n - 1] == 32 or p[n - 1] == 9):
+        n -= 1
+    while start < n and (p[start] == 32 or p[start] == 9):
+        start += 1
+    return p[start:n]
 
 
 # ---- gRPC metadata ----------------------------------------------------------------

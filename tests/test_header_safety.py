@@ -241,7 +241,7 @@ def test_select_drops_control_bytes_and_keeps_tab_and_obs_text():
     got = p.select([(b"x-cr", b"a\rb"), (b"x-lf", b"a\nb"), (b"x-crlf", b"a\r\nInjected: 7"),
                     (b"x-nul", b"a\x00"), (b"x-ctl", b"\x1b[0m"), (b"x-del", b"\x7f"),
                     (b"x-tab", b"a\tb"), (b"x-obs", "café".encode()), (b"x-sp", b" a b ")])
-    assert got == [(b"X-Tab", b"a\tb"), (b"X-Obs", "café".encode()), (b"X-Sp", b" a b ")]
+    assert got == [(b"X-Tab", b"a\tb"), (b"X-Obs", "café".encode()), (b"X-Sp", b"a b")]
     assert dropped("invalid_value") == before + 6
 
 
@@ -274,7 +274,7 @@ def test_the_value_check_sees_every_byte_at_every_offset():
     max_size=12).map(b"".join))
 def test_the_value_check_is_exactly_no_control_byte_but_htab(value):
     # the check reads eight bytes at a time: every offset of every byte must count
-    expected = [(b"X-A", value)] if value_ok(value) else []
+    expected = [(b"X-A", value.strip(b" \t"))] if value_ok(value) else []
     assert propagation().select([(b"x-a", value)]) == expected
 
 

@@ -441,3 +441,12 @@ def test_re2_classes_are_ascii_only():
     patterns, problems = _core.compile_header_patterns(r"^X-\w+$")
     assert problems == []
     assert patterns[0].search("X-Abc") and not patterns[0].search("X-Ab\u00e9")
+
+
+def test_propagated_values_are_trimmed_as_go_reads_them(loop):
+    """Go's textproto trims spaces and tabs around a header value before the router
+    sees it; the engine forwards the same value."""
+    m1 = Model({"ok": 1})
+    g = graph({"root": seq({"serviceName": "m1"})}, m1=m1)
+    run(loop, g, {}, headers=[("x-a", "  ab \t"), ("x-b", "c d")], propagate_headers="X-.*")
+    assert m1.calls[0][1] == {"X-A": "ab", "X-B": "c d"}
