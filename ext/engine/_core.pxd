@@ -33,7 +33,9 @@ cdef class Flow:
     cdef list callbacks
     cdef object direct
     cdef int state
+    cdef bint must_cancel               # cancelled with nothing to cancel: throw at the next step
     cdef void step(self)
+    cdef void cancel_awaited(self)
     cdef void settle(self, int state, object value, object exc)
 
 
