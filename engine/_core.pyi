@@ -262,6 +262,7 @@ class GraphApp:
     draining: bool
     requests_total: int
     requests_failed: int
+    requests_cancelled: int
     in_flight: int
     access_log: logging.Logger | None
     kserve_paths: bool

@@ -395,6 +395,7 @@ cdef class GraphApp:
     cdef readonly bint draining
     cdef readonly long long requests_total
     cdef readonly long long requests_failed
+    cdef readonly long long requests_cancelled
     cdef readonly long long in_flight
     cdef readonly object access_log
     cdef readonly bint kserve_paths     # only /readyz is special; every other path runs the graph
