@@ -27,6 +27,7 @@ cdef class GraphApp:
         self.draining = False
         self.requests_total = 0
         self.requests_failed = 0
+        self.requests_cancelled = 0
         self.in_flight = 0
         self.access_log = None
 
@@ -77,6 +78,11 @@ cdef class GraphApp:
                 r = answer(step_result(await run_node(self.plan, root, request.body, ctx, True)))
         except (RouteFailure, _UpstreamError) as e:
             r = failure_answer(e)
+        except _CancelledError:
+            # the client hung up (or a timeout or drain aborted its connection): the
+            # step calls were cancelled, nothing is answered
+            self.requests_cancelled += 1
+            raise
         finally:
             self.in_flight -= 1
         self.requests_total += 1
@@ -104,6 +110,9 @@ cdef class GraphApp:
             "# HELP ige_requests_failed_total Graph requests answered with a 5xx status.\n"
             "# TYPE ige_requests_failed_total counter\n"
             f'ige_requests_failed_total{{graph="{name}"}} {self.requests_failed}\n'
+            "# HELP ige_requests_cancelled_total Graph requests cancelled before their answer: the client hung up (or its connection was aborted).\n"
+            "# TYPE ige_requests_cancelled_total counter\n"
+            f'ige_requests_cancelled_total{{graph="{name}"}} {self.requests_cancelled}\n'
             "# HELP ige_requests_in_flight Graph requests being processed.\n"
             "# TYPE ige_requests_in_flight gauge\n"
             f'ige_requests_in_flight{{graph="{name}"}} {self.in_flight}\n'

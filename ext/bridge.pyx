@@ -126,6 +126,9 @@ async def app_execute(GraphApp app, object body, list headers, double deadline=0
     app.in_flight += 1
     try:
         r = await execute(app.plan, body, ctx)
+    except _CancelledError:
+        app.requests_cancelled += 1     # a cancelled gRPC call, a v2 client gone
+        raise
     finally:
         app.in_flight -= 1
     app.requests_total += 1

@@ -6,7 +6,7 @@
 # Ensemble joins), so a Flow drives it directly with PyIter_Send and the awaited
 # future's done-callback. Anything that needs a real Task (user code in async local
 # backends, which may use asyncio.timeout or TaskGroup) is wrapped in one there.
-from cpython.ref cimport PyObject, Py_DECREF
+from cpython.ref cimport PyObject, Py_DECREF, Py_INCREF
 import asyncio as _asyncio
 
 cdef extern from "Python.h":
@@ -47,7 +47,14 @@ cdef class Flow:
         if ENGINE_DEBUG and self.state != FLOW_RUNNING:
             raise _InternalEngineError(f"a settled flow (state {self.state}) was stepped")
         try:
-            status = PyIter_Send(self.coro, None, &out)
+            if self.must_cancel:
+                # a cancel found nothing left to cancel (what the coroutine awaited
+                # had just finished): it sees CancelledError where it waits, as under
+                # a Task, instead of going on to its next backend call
+                self.must_cancel = False
+                status = _throw_cancel(self.coro, &out)
+            else:
+                status = PyIter_Send(self.coro, None, &out)
         except BaseException as e:
             if isinstance(e, _CancelledErrorType):
                 self.settle(FLOW_CANCELLED, None, e)
@@ -63,6 +70,8 @@ cdef class Flow:
             # resumed straight from the connection pool's delivery
             (<HttpStepCall>yielded).waiter = self
             self.awaiting = yielded
+            if self.must_cancel:
+                self.cancel_awaited()
             return
         if yielded is None:  # a bare yield (asyncio.sleep(0)): run again on the next tick
             self.loop.call_soon(self.wake_bare)
@@ -75,6 +84,15 @@ cdef class Flow:
             return
         self.awaiting = yielded
         yielded.add_done_callback(self.wake)
+        if self.must_cancel:
+            self.cancel_awaited()
+
+    cdef void cancel_awaited(self):
+        # cancelled while the coroutine was running (it cancelled its own request):
+        # cancel what it waits on now, as a Task does with _must_cancel
+        self.must_cancel = False
+        if not self.awaiting.cancel():
+            self.must_cancel = True
 
     def wake(self, fut):
         self.awaiting = None
@@ -147,23 +165,15 @@ cdef class Flow:
         return before - len(self.callbacks)
 
     def cancel(self, msg=None):
-        """Cancel what the coroutine awaits; it sees CancelledError there."""
+        """Cancel what the coroutine awaits (an HTTP step call closes its backend
+        connection or leaves the pool's queue); the coroutine sees CancelledError
+        there, or at its next step when the awaited thing had already finished."""
         if self.state != FLOW_RUNNING:
             return False
-        if self.awaiting is not None:
-            return self.awaiting.cancel()
-        self.loop.call_soon(self._throw_cancel)
+        if self.awaiting is not None and self.awaiting.cancel():
+            return True
+        self.must_cancel = True
         return True
-
-    def _throw_cancel(self):
-        if self.state != FLOW_RUNNING or self.awaiting is not None:
-            return
-        try:
-            self.coro.throw(_CancelledErrorType())
-        except BaseException as e:
-            self.settle(FLOW_CANCELLED if isinstance(e, _CancelledErrorType) else FLOW_FAILED, None, e)
-            return
-        self.settle(FLOW_FAILED, None, RuntimeError("coroutine ignored cancellation"))
 
     def __await__(self):
         if self.state == FLOW_RUNNING:
@@ -182,6 +192,22 @@ cdef void _chain(Flow flow, object fut):
         fut.cancel()
     else:
         fut.set_exception(flow.exc)
+
+
+cdef int _throw_cancel(object coro, PyObject** presult) except -1:
+    """PyIter_Send's contract for coro.throw(CancelledError()): 1 and the yielded
+    value, or 0 and the returned value (a new reference in *presult either way)."""
+    cdef object value
+    try:
+        value = coro.throw(_CancelledErrorType())
+    except StopIteration as e:
+        value = e.value
+        Py_INCREF(value)
+        presult[0] = <PyObject*>value
+        return 0
+    Py_INCREF(value)
+    presult[0] = <PyObject*>value
+    return 1
 
 
 async def _finished(Flow flow):

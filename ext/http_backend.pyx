@@ -16,7 +16,21 @@ cdef class HttpBackend(Backend):
         if self.client.loop is None:
             self.client.loop = _running_loop()
         pending.loop = self.client.loop
-        self.client.c_request_to(self.endpoint, body, ctx.headers, ctx.timeout, pending)
+        pending.call = self.client.c_request_to(self.endpoint, body, ctx.headers, ctx.timeout, pending)
+        return pending
+
+    def request(self, object body, list headers, double timeout=0.0):
+        """POST ``body`` with exactly ``headers`` (none added, none propagated) and
+        return a step call whose outcome is the ClientResponse, headers included:
+        for backends written in Python that read the answer's headers (HTTP v2).
+        Awaited by a request's Flow it resumes it without a loop turn, and
+        cancelling it cancels the HTTP call, as for any HTTP step."""
+        cdef HttpStepCall pending = HttpStepCall.__new__(HttpStepCall)
+        if self.client.loop is None:
+            self.client.loop = _running_loop()
+        pending.loop = self.client.loop
+        pending.raw = True
+        pending.call = self.client.c_request_to(self.endpoint, body, headers, timeout, pending)
         return pending
 
 
@@ -27,7 +41,10 @@ cdef class HttpStepCall(ResponseSink):
     It also speaks the Future protocol, so an asyncio Task can await it too."""
 
     cdef on_response(self, ClientResponse resp):
-        self.settle(StepResult(resp.status, resp.body), False)
+        if self.raw:
+            self.settle(resp, False)
+        else:
+            self.settle(StepResult(resp.status, resp.body), False)
 
     cdef on_error(self, object exc):
         self.settle(exc, True)
@@ -41,6 +58,7 @@ cdef class HttpStepCall(ResponseSink):
         self.finished = True
         self.failed = failed
         self.outcome = outcome
+        self.call = None
         if self.waiter is not None:
             waiter = self.waiter
             self.waiter = None
@@ -108,10 +126,15 @@ cdef class HttpStepCall(ResponseSink):
         return before - len(self.callbacks)
 
     def cancel(self, msg=None):
-        """Stop waiting: the awaiting code sees CancelledError at once. The HTTP call
-        itself completes in the pool and its answer is dropped."""
+        """Stop waiting: the awaiting code sees CancelledError at once, and the HTTP
+        call is cancelled in the pool (never sent if it still waits for a slot; its
+        connection closed, and the slot freed, if it is on one)."""
+        cdef _Call call = self.call
         if self.finished:
             return False
+        self.call = None
+        if call is not None:
+            call.cancel()
         self.settle(_CancelledError() if msg is None else _CancelledError(msg), True)
         return True
 

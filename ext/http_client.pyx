@@ -121,11 +121,37 @@ cdef class _Call:
                 "context deadline exceeded (Client.Timeout exceeded while awaiting headers)"
         conn = self.conn
         self.phase = CP_DONE
+        if self.queued_in is not None:
+            self.queued_in.drop_waiter(self)
         if conn is not None:
             self.conn = None
             (<_ClientConnection>conn).call = None
             (<_ClientConnection>conn).abort()
         self.deliver(None, _UpstreamError(text, url=self.ep.url))
+
+    cdef cancel(self):
+        """The caller no longer wants the answer (its client hung up). Nothing is
+        delivered. A call still waiting for a slot is never sent; one being dialled
+        leaves the new connection to the next call; one on a connection closes it:
+        HTTP/1.1 answers come in order, so that connection could carry nothing else
+        before this answer arrived. Its slot is freed when the close is done."""
+        cdef _ClientConnection conn
+        if self.phase == CP_DONE:
+            return
+        self.phase = CP_DONE
+        self.sink = None
+        self.body = None
+        self.head = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        if self.queued_in is not None:
+            self.queued_in.drop_waiter(self)
+        if self.conn is not None:
+            conn = <_ClientConnection>self.conn
+            self.conn = None
+            conn.call = None
+            conn.abort()
 
     cdef arm_own_timer(self, loop):
         """A timer for a call that has no connection yet (waiting or dialling)."""
@@ -189,6 +215,9 @@ cdef class HttpClient:
 
         ``timeout`` bounds the whole call in seconds (Go's http.Client.Timeout).
         Failures raise engine.errors.UpstreamError with Go net/http's error text.
+        Cancelling the future before the call is sent drops it; once sent, the answer
+        is still read (keeping the connection) and dropped. A call that closes its
+        connection when cancelled is ``HttpBackend.request``'s.
         """
         return self.c_request(ep, body, headers, 0.0 if timeout is None else <double>timeout)
 
@@ -202,17 +231,18 @@ cdef class HttpClient:
         self.submit_call(call, ep, body, headers, timeout)
         return call.fut
 
-    cdef int c_request_to(self, Endpoint ep, object body, list headers, double timeout,
-                          ResponseSink sink) except -1:
+    cdef _Call c_request_to(self, Endpoint ep, object body, list headers, double timeout,
+                            ResponseSink sink):
         """request() whose outcome goes to ``sink`` (no future, no extra loop turn).
         Bad arguments raise here and the sink is never called; otherwise exactly one of
-        its methods runs later, from a protocol callback or a timer."""
+        its methods runs later, from a protocol callback or a timer, unless the
+        returned call is cancelled first (``_Call.cancel``: then none runs)."""
         cdef _Call call = _Call.__new__(_Call)
         if self.loop is None:
             self.loop = _get_running_loop()
         call.sink = sink
         self.submit_call(call, ep, body, headers, timeout)
-        return 0
+        return call
 
     cdef submit_call(self, _Call call, Endpoint ep, object body, list headers, double timeout):
         cdef _HostPool pool
@@ -350,7 +380,30 @@ cdef class _HostPool:
             self.dial(call)
         else:
             call.arm_own_timer(self.client.loop)
+            call.queued_in = self
             self.waiters.append(call)
+
+    cdef _Call next_waiter(self):
+        """The first queued call still wanted, taken off the queue; None if none."""
+        cdef _Call call
+        while self.waiters:
+            call = <_Call>self.waiters.popleft()
+            call.queued_in = None
+            if not call.is_done():
+                return call
+            if self.dead_waiters > 0:
+                self.dead_waiters -= 1
+        return None
+
+    cdef drop_waiter(self, _Call call):
+        """A queued call was cancelled or timed out. It stays in the queue, skipped
+        when it comes up, until dead calls are half of it; then the queue is rebuilt
+        without them, so that many clients giving up at once cost linear time."""
+        call.queued_in = None
+        self.dead_waiters += 1
+        if self.dead_waiters * 2 > len(self.waiters):
+            self.waiters = _deque([c for c in self.waiters if not (<_Call>c).is_done()])
+            self.dead_waiters = 0
 
     cdef dial(self, _Call call):
         """Open a connection for call; the pool slot is already counted."""
@@ -371,9 +424,9 @@ cdef class _HostPool:
     cdef release(self, _ClientConnection conn):
         """conn finished a response and may be reused."""
         cdef _Call call
-        while self.waiters:
-            call = <_Call>self.waiters.popleft()
-            if not call.is_done():
+        if self.waiters:
+            call = self.next_waiter()
+            if call is not None:
                 conn.start(call, True)
                 return
         if self.client.closed:
@@ -393,8 +446,8 @@ cdef class _HostPool:
         if conn.in_idle():
             self.idle.remove(conn)
         while self.waiters and self.nopen < self.client.max_per_host:
-            call = <_Call>self.waiters.popleft()
-            if not call.is_done():
+            call = self.next_waiter()
+            if call is not None:
                 self.nopen += 1
                 self.dial(call)
 
@@ -423,6 +476,7 @@ cdef class _HostPool:
             self.timer = None
         while self.waiters:
             call = <_Call>self.waiters.popleft()
+            call.queued_in = None
             call.fail("net/http: request canceled (client closed)")
         for conn in list(self.idle):
             conn.abort()

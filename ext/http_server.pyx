@@ -565,8 +565,11 @@ cdef class _HttpServerProtocol:
         raise _LimitExceeded(reason)
 
     cdef update_reading(self):
-        cdef bint want_pause = (self.writing_paused or (self.closing and not self.lingering) or
-                                len(self.pending) >= _PIPELINE_HIGH)
+        # A closing connection with answers still to come keeps reading (and drops
+        # what it reads): EOF or a reset is how the server learns that the client
+        # of a `Connection: close` request has gone, and cancels its handler.
+        cdef bint want_pause = (self.writing_paused or len(self.pending) >= _PIPELINE_HIGH or
+                                (self.closing and not self.lingering and not self.pending))
         if self.transport is None:
             return
         if want_pause and not self.reading_paused:

@@ -99,3 +99,61 @@ def test_non_awaitable_is_a_type_error(loop):
         _core.start_flow(42, asyncio.get_running_loop())
     with pytest.raises(TypeError):
         loop.run(main())
+
+
+def test_cancel_after_the_awaited_future_finished_still_cancels(loop):
+    # the future is done but the flow has not resumed yet: the coroutine must see
+    # CancelledError instead of going on to its next step (its next backend call)
+    async def main():
+        lp = asyncio.get_running_loop()
+        fut = lp.create_future()
+        went_on = []
+
+        async def work():
+            await fut
+            went_on.append(True)
+            await lp.create_future()
+        flow = _core.start_flow(work(), lp)
+        done = lp.create_future()
+        flow.add_done_callback(done.set_result)
+        fut.set_result(1)
+        assert flow.cancel()
+        await done
+        return flow, went_on
+    flow, went_on = loop.run(main())
+    assert flow.cancelled() and went_on == []
+
+
+def test_cancel_during_a_bare_yield(loop):
+    async def main():
+        lp = asyncio.get_running_loop()
+        went_on = []
+
+        async def work():
+            await asyncio.sleep(0)
+            went_on.append(True)
+        flow = _core.start_flow(work(), lp)
+        done = lp.create_future()
+        flow.add_done_callback(done.set_result)
+        assert flow.cancel()
+        await done
+        return flow, went_on
+    flow, went_on = loop.run(main())
+    assert flow.cancelled() and went_on == []
+
+
+def test_a_coroutine_may_catch_the_cancellation(loop):
+    async def main():
+        lp = asyncio.get_running_loop()
+        fut = lp.create_future()
+
+        async def work():
+            try:
+                await fut
+            except asyncio.CancelledError:
+                return "cleaned up"
+        flow = _core.start_flow(work(), lp)
+        fut.set_result(1)
+        flow.cancel()
+        return await flow
+    assert loop.run(main()) == "cleaned up"

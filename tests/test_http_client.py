@@ -449,6 +449,65 @@ def test_cancelled_call_still_drains_and_reuses(loop):
     loop.run(main())
 
 
+def test_cancelled_step_call_closes_its_connection(loop):
+    # HTTP/1.1 answers come in order: a connection whose answer nobody reads can
+    # carry nothing else, so cancelling the call closes it and frees its slot
+    async def main():
+        async def silent_for_slow(up, reader, writer, index):
+            while True:
+                head, body = await up.read_request(reader)
+                if body != b"slow":
+                    writer.write(answer(body))
+
+        client = _core.HttpClient(max_connections_per_host=1)
+        async with Upstream(silent_for_slow) as up:
+            backend = _core.HttpBackend(up.ep, client)
+            call = backend.request(b"slow", None)
+            for _ in range(1000):
+                if up.requests:
+                    break
+                await asyncio.sleep(0.001)
+            assert call.cancel() and call.cancelled()
+            assert await asyncio.wait_for(up.closed.get(), 5) == 0
+            resp = await asyncio.wait_for(backend.request(b"next", None), 5)
+            assert (resp.status, resp.body) == (200, b"next")
+            assert up.connections == 2
+        await client.close()
+    loop.run(main())
+
+
+def test_cancelled_queued_step_calls_are_never_sent(loop):
+    # many cancelled calls make the pool rebuild its queue: the live ones keep their order
+    async def main():
+        gate = asyncio.get_running_loop().create_future()
+
+        async def gated(up, reader, writer, index):
+            while True:
+                head, body = await up.read_request(reader)
+                if body == b"first":
+                    await gate
+                writer.write(answer(body))
+
+        client = _core.HttpClient(max_connections_per_host=1)
+        async with Upstream(gated) as up:
+            backend = _core.HttpBackend(up.ep, client)
+            first = backend.request(b"first", None)
+            queued = [backend.request(b"q%d" % i, None) for i in range(50)]
+            kept = backend.request(b"kept", None)
+            late = [backend.request(b"r%d" % i, None) for i in range(20)]
+            last = backend.request(b"last", None)
+            for call in queued + late:
+                call.cancel()
+            gate.set_result(None)
+            assert (await first).body == b"first"
+            assert (await asyncio.wait_for(kept, 5)).body == b"kept"
+            assert (await asyncio.wait_for(last, 5)).body == b"last"
+            assert [body for _, body in up.requests] == [b"first", b"kept", b"last"]
+            assert up.connections == 1
+        await client.close()
+    loop.run(main())
+
+
 def test_timeout_while_waiting_for_a_pool_slot(loop):
     async def main():
         gate = asyncio.get_running_loop().create_future()

@@ -7,6 +7,8 @@ import gc
 import hashlib
 import logging
 import random
+import socket
+import struct
 
 import orjson
 import pytest
@@ -423,14 +425,16 @@ def test_expect_continue_with_too_large_body_gets_413_only(loop):
     loop.run(main())
 
 
-@pytest.mark.parametrize("hang_up", ["close", "half-close"])
-def test_client_hang_up_cancels_pending_handler(loop, hang_up):
+@pytest.mark.parametrize("hang_up", ["close", "half-close", "reset"])
+@pytest.mark.parametrize("extra", [b"", b"Connection: close\r\n"], ids=["keep-alive", "connection-close"])
+def test_client_hang_up_cancels_pending_handler(loop, hang_up, extra):
+    # the read side stays armed during a request, also when the connection closes after it
     async def main():
         lp = asyncio.get_running_loop()
         never = lp.create_future()
         async with serving(lambda req: never) as (server, port):
             async with connect(port) as (reader, writer):
-                writer.write(post())
+                writer.write(post(extra=extra))
                 for _ in range(100):
                     if server.active_requests:
                         break
@@ -439,11 +443,40 @@ def test_client_hang_up_cancels_pending_handler(loop, hang_up):
                 if hang_up == "half-close":
                     writer.write_eof()
                     assert await reader.read() == b""
+                elif hang_up == "reset":
+                    writer.get_extra_info("socket").setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             for _ in range(100):
                 if never.cancelled():
                     break
                 await asyncio.sleep(0)
             assert never.cancelled() and server.active_requests == 0
+            assert server.open_connections == 0
+    loop.run(main())
+
+
+def test_hang_up_cancels_every_pipelined_handler(loop):
+    async def main():
+        lp = asyncio.get_running_loop()
+        futures = []
+
+        def handler(req):
+            futures.append(lp.create_future())
+            return futures[-1]
+        async with serving(handler) as (server, port):
+            async with connect(port) as (reader, writer):
+                writer.write(post() * 2 + post(extra=b"Connection: close\r\n"))
+                for _ in range(100):
+                    if server.active_requests == 3:
+                        break
+                    await asyncio.sleep(0)
+                assert server.active_requests == 3
+            for _ in range(100):
+                if all(f.cancelled() for f in futures):
+                    break
+                await asyncio.sleep(0)
+            assert [f.cancelled() for f in futures] == [True] * 3
+            assert server.active_requests == 0 and server.open_connections == 0
     loop.run(main())
 
 

@@ -36,12 +36,10 @@ def v2_model_of(path: str):
 class V2HttpBackend:
     """One v2 infer URL, for what the plain HttpBackend does not take (see module doc)."""
 
-    def __init__(self, url: str, model: str, version: str, client, endpoint, plain):
+    def __init__(self, url: str, model: str, version: str, plain):
         self.url = url
         self.model = model
         self.version = version
-        self.client = client
-        self.endpoint = endpoint
         self.plain = plain
 
     def __call__(self, body, ctx):
@@ -65,9 +63,9 @@ class V2HttpBackend:
         headers = [h for h in ctx.headers if h[0].lower() not in (b"content-type", _HL_LOWER)]
         headers.append(_OCTETS)
         headers.append((_HL, str(header_length).encode()))
-        # the client writes the header and the tensors' own buffers (writelines): no join
-        pending = self.client.request(self.endpoint, buffers, headers,
-                                      ctx.timeout if ctx.timeout > 0 else None)
+        # the client writes the header and the tensors' own buffers (writelines): no join;
+        # the call is an HTTP step call, so a request's cancellation reaches the pool
+        pending = self.plain.request(buffers, headers, ctx.timeout)
         return self._answer(pending, added)
 
     async def _answer(self, pending, added: bool):
@@ -88,7 +86,6 @@ class V2HttpBackend:
 
 def make_v2_backend(url: str, model: str, version: str, client, bridge_bytes: bool = False):
     """The backend of a v2 infer URL; ``bridge_bytes``: Policy.v2_bridge."""
-    endpoint = _core.Endpoint(url)
-    plain = _core.HttpBackend(endpoint, client)
-    impl = V2HttpBackend(url, model, version, client, endpoint, plain)
+    plain = _core.HttpBackend(_core.Endpoint(url), client)
+    impl = V2HttpBackend(url, model, version, plain)
     return _core.DelegateBackend(impl, url, plain, bridge_bytes)

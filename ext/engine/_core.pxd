@@ -33,7 +33,9 @@ cdef class Flow:
     cdef list callbacks
     cdef object direct
     cdef int state
+    cdef bint must_cancel               # cancelled with nothing to cancel: throw at the next step
     cdef void step(self)
+    cdef void cancel_awaited(self)
     cdef void settle(self, int state, object value, object exc)
 
 
@@ -136,6 +138,7 @@ cdef class LocalBackend(Backend):
 # Forward declarations for the HTTP layer
 cdef class _HttpServerProtocol
 cdef class _ClientConnection
+cdef class _HostPool
 
 
 # ---- http_common.pyx ----
@@ -287,8 +290,10 @@ cdef class _Call:
     cdef int phase
     cdef bint retried
     cdef double deadline
+    cdef _HostPool queued_in            # set while it waits in that pool's queue
 
     cdef bint is_done(self)
+    cdef cancel(self)
     cdef arm_own_timer(self, loop)
     cdef deliver(self, ClientResponse resp, object exc)
     cdef finish(self, ClientResponse resp)
@@ -304,8 +309,8 @@ cdef class HttpClient:
     cdef readonly bint closed
 
     cdef object c_request(self, Endpoint ep, object body, list headers, double timeout)
-    cdef int c_request_to(self, Endpoint ep, object body, list headers, double timeout,
-                          ResponseSink sink) except -1
+    cdef _Call c_request_to(self, Endpoint ep, object body, list headers, double timeout,
+                            ResponseSink sink)
     cdef submit_call(self, _Call call, Endpoint ep, object body, list headers, double timeout)
 
 
@@ -320,8 +325,11 @@ cdef class _HostPool:
     cdef object timer
     cdef set active
     cdef Py_ssize_t nopen
+    cdef Py_ssize_t dead_waiters        # cancelled or timed out, still in waiters
 
     cdef submit(self, _Call call)
+    cdef _Call next_waiter(self)
+    cdef drop_waiter(self, _Call call)
     cdef dial(self, _Call call)
     cdef release(self, _ClientConnection conn)
     cdef forget(self, _ClientConnection conn)
@@ -387,6 +395,7 @@ cdef class GraphApp:
     cdef readonly bint draining
     cdef readonly long long requests_total
     cdef readonly long long requests_failed
+    cdef readonly long long requests_cancelled
     cdef readonly long long in_flight
     cdef readonly object access_log
     cdef readonly bint kserve_paths     # only /readyz is special; every other path runs the graph
@@ -403,8 +412,10 @@ cdef class HttpBackend(Backend):
 cdef class HttpStepCall(ResponseSink):
     cdef object loop
     cdef object outcome
+    cdef _Call call                     # in the pool until the outcome is in (cancel)
     cdef bint finished
     cdef bint failed
+    cdef bint raw                       # the outcome is the ClientResponse, not a StepResult
     cdef Flow waiter
     cdef list callbacks
     cdef public bint _asyncio_future_blocking
