@@ -9,9 +9,11 @@ shorter). Any model name runs
 the graph; the answer carries the graph's name when it has one. Failures become gRPC
 status codes: bad input INVALID_ARGUMENT, a Switch miss NOT_FOUND, backend failures
 UNAVAILABLE / DEADLINE_EXCEEDED / INTERNAL (from the model's status or, for transport
-failures, from the cause); every status message is bounded (``bound_message``).
-The small health and metadata messages are written by hand so that no generated
-protobuf module is registered in this process.
+failures, from the cause); every status message is bounded (``bound_message``). A
+request over the message size limit (default: the HTTP body limit) is refused by
+grpc with RESOURCE_EXHAUSTED on its length prefix, without being buffered. The small
+health and metadata messages are written by hand so that no generated protobuf
+module is registered in this process.
 """
 from __future__ import annotations
 
@@ -40,8 +42,16 @@ CODE_OF_STATUS = {
     503: grpc.StatusCode.UNAVAILABLE,
     504: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
-SERVER_OPTIONS = [("grpc.max_send_message_length", -1),
-                  ("grpc.max_receive_message_length", -1)]
+# grpc keeps message size limits in a C int; a limit past it is none (-1)
+GRPC_SIZE_CEILING = 2**31 - 1
+
+
+def server_options(max_message_size: int) -> list:
+    """grpc server options: requests up to ``max_message_size`` bytes; answers of any
+    size (see docs/oip.md, "Message size limits")."""
+    receive = max_message_size if max_message_size <= GRPC_SIZE_CEILING else -1
+    return [("grpc.max_send_message_length", -1),
+            ("grpc.max_receive_message_length", receive)]
 
 
 # ---- protobuf wire helpers for the small messages ------------------------------------
@@ -157,10 +167,13 @@ def wire_value(value) -> bytes:
 class GrpcFrontEnd:
     """GRPCInferenceService for one GraphApp; ``start()`` binds, ``stop()`` drains."""
 
-    def __init__(self, app, host: str, port: int):
+    def __init__(self, app, host: str, port: int, max_message_size: int = 64 * 1024 * 1024):
+        if max_message_size < 1:
+            raise ValueError(f"gRPC message size limit {max_message_size} is not positive")
         self.app = app
         self.host = host
         self.requested_port = port
+        self.max_message_size = max_message_size
         self.port = 0
         self.server = None
         handlers = {
@@ -177,7 +190,7 @@ class GrpcFrontEnd:
                       for name, fn in handlers.items()})
 
     async def start(self) -> int:
-        self.server = grpc.aio.server(options=SERVER_OPTIONS)
+        self.server = grpc.aio.server(options=server_options(self.max_message_size))
         self.server.add_generic_rpc_handlers((self.handler,))
         address = f"[{self.host}]:{self.requested_port}" if ":" in self.host \
             else f"{self.host}:{self.requested_port}"
