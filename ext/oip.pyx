@@ -926,14 +926,17 @@ cdef int _oip_wr_params(_OipBuf* w, int field, dict params) except -1:
 cdef int _oip_wr_tensor(_OipBuf* w, _OipBuf* tb, int field, Tensor t, bint raw) except -1:
     cdef Py_ssize_t body = 0
     cdef int64_t d
-    # the shape may have been set since the tensor was checked: int64 dims only
-    _oip_numel(t._shape, t.name)
+    cdef int overflow = 0
     tb.n = 0
     _oip_wr_str(tb, 1, t.name, False)
     _oip_wr_str(tb, 2, t.datatype, False)
     if t._shape:
         for dim in t._shape:
-            d = dim
+            # the shape may have been set since the tensor was checked (its size is
+            # checked again with the data)
+            d = PyLong_AsLongLongAndOverflow(dim, &overflow)
+            if overflow or d < 0:
+                _oip_numel(t._shape, t.name)    # raises, naming the dimension
             body += _oip_varint_size(<uint64_t>d)
         _oip_wb_varint(tb, 3 << 3 | 2)
         _oip_wb_varint(tb, body)
