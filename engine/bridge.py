@@ -16,7 +16,7 @@ import numpy as np
 import orjson
 
 from . import _core
-from .errors import BadRequestError
+from .errors import BadRequestError, bound_message
 from .oip import HEADER_LENGTH, InferRequest, InferResponse, Tensor, from_numpy, join
 
 _HEADER_LENGTH_LOWER = HEADER_LENGTH.lower().encode()
@@ -110,7 +110,8 @@ def merge(keys: list, bodies: list) -> InferResponse:
 
 
 def error_body(message: str) -> bytes:
-    return orjson.dumps({"error": message})
+    """``{"error": message}``, the message bounded (``engine.errors.bound_message``)."""
+    return orjson.dumps({"error": bound_message(message)})
 
 
 # ---- local (in-process) models ----------------------------------------------------

@@ -31,6 +31,9 @@ def add_serve(sub) -> None:
     serve.add_argument("--max-body-size", type=int, default=64 * 1024 * 1024, metavar="BYTES",
                        help="larger request bodies get 413 (default 64 MiB; 0: no limit, "
                             "as KServe's router)")
+    serve.add_argument("--max-grpc-message-size", type=int, default=None, metavar="BYTES",
+                       help="larger gRPC request messages get RESOURCE_EXHAUSTED (default: "
+                            "--max-body-size; 0: no limit)")
     serve.add_argument("--max-header-size", type=int, default=1024 * 1024, metavar="BYTES",
                        help="request line and headers; larger get 431 (default 1 MiB, as Go's server)")
     serve.add_argument("--max-headers", type=int, default=1000, metavar="N",
@@ -180,6 +183,8 @@ def cmd_serve(args, out, err, stdin) -> int:
         grpc_port=args.grpc_port or None,
         drain_seconds=KSERVE_DRAIN_SECONDS if args.drain_seconds is None else args.drain_seconds,
         max_body_size=_limit(args.max_body_size, "--max-body-size"),
+        max_grpc_message_size=None if args.max_grpc_message_size is None
+        else _limit(args.max_grpc_message_size, "--max-grpc-message-size"),
         max_header_size=_limit(args.max_header_size, "--max-header-size"),
         max_headers=_limit(args.max_headers, "--max-headers"),
         policy=policy_from(args),

@@ -8,8 +8,34 @@ EngineError
 ├── ServeError                            the router's environment (a port in use,
 │                                         workers that keep crashing)
 └── InternalEngineError                   the engine itself
+
+Every error text the router sends a client goes through ``bound_message``.
 """
 from __future__ import annotations
+
+MESSAGE_LIMIT = 1024
+"""The most UTF-8 bytes of an error message the router sends a client (HTTP ``error``
+and ``cause``, gRPC status details). gRPC carries the details in a header, and
+standard clients refuse a response whose headers pass 16 KiB: a longer message would
+reach them as RESOURCE_EXHAUSTED instead of the error."""
+
+
+def bound_message(text: str, limit: int = MESSAGE_LIMIT) -> str:
+    """``text`` in at most ``limit`` UTF-8 bytes: a longer one keeps its start and its
+    end (usually the reason) around a marker giving the original length."""
+    if len(text) * 4 <= limit:      # no character takes more than 4 bytes
+        return text
+    data = text.encode("utf-8", "replace")
+    if len(data) <= limit:
+        return text
+    marker = f" ... ({len(data)} bytes, middle elided) ... "
+    room = limit - len(marker)
+    if room < 16:
+        return data[:limit].decode("utf-8", "ignore")
+    head, tail = room * 3 // 4, room - room * 3 // 4
+    # cut on byte counts, then drop a character split by a cut
+    return (data[:head].decode("utf-8", "ignore") + marker
+            + data[len(data) - tail:].decode("utf-8", "ignore"))
 
 
 class EngineError(Exception):

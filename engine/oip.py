@@ -144,8 +144,10 @@ def _check_params(obj, where: str) -> dict:
 
 
 def _json_shape(obj, where: str) -> tuple:
-    if not isinstance(obj, list) or not all(type(d) is int and d >= 0 for d in obj):
-        raise BadRequestError(f"{where}.shape must be a list of non-negative integers")
+    # the ranges (non-negative, int64, a countable product) are the codec's, which
+    # names the tensor: Tensor() checks them
+    if not isinstance(obj, list) or not all(type(d) is int for d in obj):
+        raise BadRequestError(f"{where}.shape must be a list of integers")
     return tuple(obj)
 
 

@@ -13,6 +13,10 @@ import asyncio.protocols as _asyncio_protocols
 import email.utils as _email_utils
 import http as _http
 
+# Every error text sent to a client (server, executor, in-process models) is cut to
+# engine.errors.MESSAGE_LIMIT bytes by this.
+from engine.errors import bound_message as _bound_message
+
 cdef extern from "<strings.h>" nogil:
     int strncasecmp(const char *s1, const char *s2, size_t n)
 

@@ -77,7 +77,7 @@ cdef HttpResponse make_response(int status, object body, list headers):
 
 
 cdef HttpResponse _error_response(int status, str reason):
-    return make_response(status, _orjson.dumps({"error": reason}), _JSON_HEADERS)
+    return make_response(status, _orjson.dumps({"error": _bound_message(reason)}), _JSON_HEADERS)
 
 
 @cython.final

@@ -24,7 +24,7 @@ cdef StepResult as_step_result(object value):
 
 cdef StepResult failure_result(BaseException e):
     # what a model server answers when its predict raises: 500 with the reason
-    return StepResult(500, _json_dumps({"error": f"{type(e).__name__}: {e}"}))
+    return StepResult(500, _json_dumps({"error": _bound_message(f"{type(e).__name__}: {e}")}))
 
 
 @cython.final

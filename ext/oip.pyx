@@ -8,6 +8,7 @@
 cimport cython
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.bytes cimport PyBytes_FromStringAndSize
+from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.unicode cimport PyUnicode_DecodeUTF8, PyUnicode_AsUTF8AndSize
 from libc.stdint cimport (uint64_t, int64_t, uint32_t, int32_t, uint16_t, int16_t,
                           uint8_t, int8_t)
@@ -59,17 +60,88 @@ def oip_numpy_dtype(str datatype):
     return _OIP_NP_DTYPES[_oip_dtype_code(datatype)]
 
 
-cdef Py_ssize_t _oip_numel(tuple shape, str name) except -1:
-    cdef Py_ssize_t n = 1
-    cdef long long d
+cdef extern from *:
+    """
+    static inline int ige_mul_overflow_i64(int64_t a, int64_t b, int64_t *out) {
+        return __builtin_mul_overflow(a, b, out);
+    }
+    """
+    bint _mul_overflow "ige_mul_overflow_i64" (int64_t a, int64_t b, int64_t* out) noexcept nogil
+
+# A shape in an error message shows this many leading and trailing dimensions: a
+# message must stay small enough for a gRPC client's metadata limit.
+cdef Py_ssize_t _OIP_SHAPE_SHOWN = 8
+
+
+cdef str _oip_dim_text(object dim):
+    # str() of a huge int is slow (and refused past a few thousand digits)
+    if -0x8000000000000000 <= dim <= 0xFFFFFFFFFFFFFFFF:
+        return str(dim)
+    return f"<{dim.bit_length()}-bit integer>"
+
+
+cdef str _oip_shape_text(tuple shape):
+    """``shape`` for an error message, its middle elided when it is long."""
+    cdef Py_ssize_t n = len(shape), k = _OIP_SHAPE_SHOWN
+    if n <= 2 * k:
+        return "[" + ", ".join([_oip_dim_text(d) for d in shape]) + "]"
+    return ("[" + ", ".join([_oip_dim_text(d) for d in shape[:k]])
+            + f", ... {n - 2 * k} more ..., "
+            + ", ".join([_oip_dim_text(d) for d in shape[n - k:]]) + f"] ({n} dimensions)")
+
+
+cdef int64_t _oip_extent(tuple shape, str name, int64_t unit) except -1:
+    """``unit`` * prod(shape), exactly. Every dimension must be in [0, 2**63) and, as
+    numpy requires of an array's shape even when a dimension is 0, ``unit`` times the
+    product of the nonzero dimensions must stay below 2**63: every tensor accepted
+    has a numpy view."""
+    cdef int64_t n = unit, d
+    cdef int overflow = 0
+    cdef bint zero = False
     for dim in shape:
-        d = dim
-        if d < 0:
-            raise _OipBadRequest(f"tensor {name!r}: negative dimension in shape {list(shape)}")
-        if d != 0 and n > (<Py_ssize_t>0x7FFFFFFFFFFFFFFF) // d:
-            raise _OipBadRequest(f"tensor {name!r}: shape {list(shape)} is too large")
-        n *= <Py_ssize_t>d
-    return n
+        d = PyLong_AsLongLongAndOverflow(dim, &overflow)
+        if overflow or d < 0:
+            what = "too large a" if overflow > 0 else "negative"
+            raise _OipBadRequest(f"tensor {name!r}: {what} dimension {_oip_dim_text(dim)} "
+                                 f"in shape {_oip_shape_text(shape)}")
+        if d == 0:
+            zero = True
+        elif _mul_overflow(n, d, &n):
+            what = "element count" if unit == 1 else "size in bytes"
+            raise _OipBadRequest(f"tensor {name!r}: shape {_oip_shape_text(shape)} is too "
+                                 f"large (its {what} exceeds 2**63-1)")
+    return 0 if zero else n
+
+
+cdef inline int64_t _oip_numel(tuple shape, str name) except -1:
+    return _oip_extent(shape, name, 1)
+
+
+cdef int64_t _oip_nbytes(Tensor t, int code) except -1:
+    """Raw bytes of a fixed-size tensor; for BYTES the least a valid buffer holds (a
+    4-byte length per element), its shape checked as numpy's object array of the
+    elements (8 bytes each)."""
+    if code == OIP_DT_BYTES:
+        return _oip_extent(t._shape, t.name, 8) // 2
+    return _oip_extent(t._shape, t.name, _OIP_ITEMSIZE[code])
+
+
+def oip_numel(shape):
+    """Elements of a tensor of ``shape`` (``[]``: a scalar, 1). BadRequestError for a
+    dimension outside [0, 2**63) (the protocol's int64) or a count past it, counting
+    only the nonzero dimensions, as numpy does."""
+    return _oip_numel(tuple(shape), "")
+
+
+def oip_nbytes(str datatype, shape):
+    """Bytes of the raw data of a ``datatype`` tensor of ``shape`` (BYTES: the least
+    a buffer can hold, a 4-byte length per element); BadRequestError as for
+    ``oip_numel`` when the size passes 2**63-1."""
+    cdef Tensor t = Tensor.__new__(Tensor)
+    t.name = ""
+    t.datatype = datatype
+    t._shape = tuple(shape)
+    return _oip_nbytes(t, _oip_dtype_code(datatype))
 
 
 cdef Py_ssize_t _oip_bytes_count(const unsigned char* p, Py_ssize_t size) except -2:
@@ -91,22 +163,30 @@ cdef Py_ssize_t _oip_bytes_count(const unsigned char* p, Py_ssize_t size) except
 
 cdef int _oip_check_data(Tensor t, int code, const unsigned char* p, Py_ssize_t size,
                          bint walk_bytes) except -1:
-    """Size of fixed-size data against the shape; BYTES prefixes when ``walk_bytes``."""
-    cdef Py_ssize_t numel = _oip_numel(t._shape, t.name)
+    """Size of fixed-size data against the shape; BYTES prefixes when ``walk_bytes``.
+
+    The expected size is exact (checked arithmetic), so a shape claiming more than
+    the buffer holds is refused here, before anything is allocated for it."""
+    cdef int64_t nbytes = _oip_nbytes(t, code)
     cdef Py_ssize_t count
     if code != OIP_DT_BYTES:
-        if size != numel * _OIP_ITEMSIZE[code]:
+        if size != nbytes:
             raise _OipBadRequest(
                 f"tensor {t.name!r}: {size} bytes of data for {t.datatype} "
-                f"shape {list(t._shape)} (expected {numel * _OIP_ITEMSIZE[code]})")
-    elif walk_bytes:
+                f"shape {_oip_shape_text(t._shape)} (expected {nbytes})")
+        return 0
+    if size < nbytes:
+        # each element has its 4-byte length: this many elements cannot fit
+        raise _OipBadRequest(f"tensor {t.name!r}: {size} bytes of BYTES data cannot hold "
+                             f"the elements of shape {_oip_shape_text(t._shape)}")
+    if walk_bytes:
         count = _oip_bytes_count(p, size)
         if count < 0:
             raise _OipBadRequest(f"tensor {t.name!r}: malformed BYTES data "
                                  "(4-byte length prefixes do not match its size)")
-        if count != numel:
+        if count != nbytes // 4:
             raise _OipBadRequest(f"tensor {t.name!r}: {count} BYTES elements "
-                                 f"for shape {list(t._shape)}")
+                                 f"for shape {_oip_shape_text(t._shape)}")
     return 0
 
 
@@ -157,7 +237,8 @@ cdef class Tensor:
         cdef int code = _oip_dtype_code(self.datatype)
         if code != OIP_DT_BYTES:
             return _np_frombuffer(self.data, _OIP_NP_DTYPES[code]).reshape(self._shape)
-        elements = _oip_bytes_elements(self.data, _oip_numel(self._shape, self.name))
+        _oip_validate(self)       # shape or data may have been replaced since
+        elements = _oip_bytes_elements(self.data, _oip_nbytes(self, code) // 4)
         return elements.reshape(self._shape)
 
     def __eq__(self, other):
@@ -212,12 +293,13 @@ cdef object _oip_bytes_elements(object data, Py_ssize_t numel):
     cdef const unsigned char* p
     cdef Py_ssize_t pos = 0, i
     cdef uint32_t k
-    out = _np_empty(numel, dtype=object)
     PyObject_GetBuffer(data, &view, PyBUF_SIMPLE)
     try:
         p = <const unsigned char*>view.buf
+        # counted before the array is made: the shape alone may claim any number
         if _oip_bytes_count(p, view.len) != numel:
             raise _OipBadRequest("malformed BYTES data")
+        out = _np_empty(numel, dtype=object)
         for i in range(numel):
             k = (<uint32_t>p[pos] | (<uint32_t>p[pos + 1] << 8) | (<uint32_t>p[pos + 2] << 16)
                  | (<uint32_t>p[pos + 3] << 24))
@@ -843,13 +925,18 @@ cdef int _oip_wr_params(_OipBuf* w, int field, dict params) except -1:
 
 cdef int _oip_wr_tensor(_OipBuf* w, _OipBuf* tb, int field, Tensor t, bint raw) except -1:
     cdef Py_ssize_t body = 0
-    cdef long long d
+    cdef int64_t d
+    cdef int overflow = 0
     tb.n = 0
     _oip_wr_str(tb, 1, t.name, False)
     _oip_wr_str(tb, 2, t.datatype, False)
     if t._shape:
         for dim in t._shape:
-            d = dim
+            # the shape may have been set since the tensor was checked (its size is
+            # checked again with the data)
+            d = PyLong_AsLongLongAndOverflow(dim, &overflow)
+            if overflow or d < 0:
+                _oip_numel(t._shape, t.name)    # raises, naming the dimension
             body += _oip_varint_size(<uint64_t>d)
         _oip_wb_varint(tb, 3 << 3 | 2)
         _oip_wb_varint(tb, body)

@@ -459,7 +459,8 @@ cdef bytes CT_BINARY = b"application/octet-stream"
 
 
 cdef Response error_response(int status, str cause):
-    return Response(status, _json_dumps({"error": "Failed to process request", "cause": cause}), CT_JSON)
+    return Response(status, _json_dumps({"error": "Failed to process request",
+                                         "cause": _bound_message(cause)}), CT_JSON)
 
 
 cdef bytes sniff_content_type(object body):

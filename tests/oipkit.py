@@ -56,11 +56,15 @@ class GrpcModel:
             await context.abort(out[0], out[1])
         return join(out.to_grpc())
 
-    async def start(self):
-        self.server = grpc.aio.server()
+    async def start(self, port=0, options=None):
+        """Listen on ``port`` (0: any free one; a model restarted on its old port
+        passes it); ``options``: grpc server options."""
+        self.server = grpc.aio.server(options=options)
         self.server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(
             SERVICE, {"ModelInfer": grpc.unary_unary_rpc_method_handler(self._infer)}),))
-        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.port = self.server.add_insecure_port(f"127.0.0.1:{port}")
+        if not self.port:
+            raise OSError(f"cannot listen on 127.0.0.1:{port}")
         await self.server.start()
         return self
 
@@ -116,8 +120,8 @@ class V2HttpModel:
 class GrpcClient:
     """Raw-bytes GRPCInferenceService client for the router's front end."""
 
-    def __init__(self, port: int):
-        self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+    def __init__(self, port: int, options=None):
+        self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=options)
 
     def call(self, method: str, payload: bytes, timeout=10.0, metadata=None):
         return self.channel.unary_unary(f"/{SERVICE}/{method}")(

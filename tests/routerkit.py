@@ -73,11 +73,12 @@ def closed_port() -> int:
 
 @contextlib.asynccontextmanager
 async def running_router(graph_doc, services=None, drain_seconds=0.0, grpc=False,
-                         reserved_paths="engine", **policy):
+                         reserved_paths="engine", options=None, **policy):
+    """The router on loopback ports; ``options``: more ServeOptions fields."""
     g = engine.load(graph_doc, services=services or {})
     options = ServeOptions(host="127.0.0.1", http_port=0, drain_seconds=drain_seconds,
                            grpc_port=0 if grpc else None, reserved_paths=reserved_paths,
-                           policy=Policy(**policy))
+                           policy=Policy(**policy), **(options or {}))
     sock = listening_socket("127.0.0.1", 0, False)
     ready = asyncio.get_running_loop().create_future()
     task = asyncio.ensure_future(serve_in_loop(g, options, sock=sock, ready=ready.set_result))

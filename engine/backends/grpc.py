@@ -33,9 +33,23 @@ STATUS_OF_CODE = {
     grpc.StatusCode.DEADLINE_EXCEEDED: 504,
 }
 
-# No message size limit: tensors are as large as the models make them.
+# Message sizes: no limit either way. Answers are as large as the graph's own models
+# make them, and HTTP models' answers are read whole too (as KServe's router reads
+# them); a request was bounded by the front end or is a model's answer.
+#
+# Reconnection: calls are fail-fast (grpc's default, no wait_for_ready): on a
+# channel in TRANSIENT_FAILURE they fail at once, as a refused HTTP connection does,
+# until the next connection attempt succeeds. grpc's default backoff (1 s, x1.6 per
+# failed attempt up to 120 s, 20% jitter) would leave a restarted model unused for
+# seconds after it is back. Here attempts start 100 ms apart and grow to 800 ms
+# (960 ms with jitter); "min reconnect backoff" is grpc's connect timeout, so an
+# attempt to a host that does not answer is given up after 1 s, and attempts stay
+# under a second apart either way.
 CHANNEL_OPTIONS = [("grpc.max_send_message_length", -1),
-                   ("grpc.max_receive_message_length", -1)]
+                   ("grpc.max_receive_message_length", -1),
+                   ("grpc.initial_reconnect_backoff_ms", 100),
+                   ("grpc.max_reconnect_backoff_ms", 800),
+                   ("grpc.min_reconnect_backoff_ms", 1000)]
 
 def parse_grpc_url(url: str) -> tuple[str, str]:
     """``grpc://host:port/model`` -> (``host:port``, ``model``); GraphSpecError-free:

@@ -9,12 +9,16 @@ shorter). Any model name runs
 the graph; the answer carries the graph's name when it has one. Failures become gRPC
 status codes: bad input INVALID_ARGUMENT, a Switch miss NOT_FOUND, backend failures
 UNAVAILABLE / DEADLINE_EXCEEDED / INTERNAL (from the model's status or, for transport
-failures, from the cause). The small health and metadata messages are written by hand
-so that no generated protobuf module is registered in this process.
+failures, from the cause); every status message is bounded (``bound_message``). A
+request over the message size limit (default: the HTTP body limit) is refused by
+grpc with RESOURCE_EXHAUSTED on its length prefix, without being buffered. The small
+health and metadata messages are written by hand so that no generated protobuf
+module is registered in this process.
 """
 from __future__ import annotations
 
 import binascii
+import logging
 
 import grpc
 import grpc.aio
@@ -22,8 +26,10 @@ import orjson
 
 from .. import __version__, _core
 from ..bridge import as_response
-from ..errors import BadRequestError
+from ..errors import BadRequestError, bound_message
 from ..oip import InferRequest, join
+
+log = logging.getLogger("engine.server")
 
 SERVICE = "inference.GRPCInferenceService"
 
@@ -36,8 +42,16 @@ CODE_OF_STATUS = {
     503: grpc.StatusCode.UNAVAILABLE,
     504: grpc.StatusCode.DEADLINE_EXCEEDED,
 }
-SERVER_OPTIONS = [("grpc.max_send_message_length", -1),
-                  ("grpc.max_receive_message_length", -1)]
+# grpc keeps message size limits in a C int; a limit past it is none (-1)
+GRPC_SIZE_CEILING = 2**31 - 1
+
+
+def server_options(max_message_size: int) -> list:
+    """grpc server options: requests up to ``max_message_size`` bytes; answers of any
+    size (see docs/oip.md, "Message size limits")."""
+    receive = max_message_size if max_message_size <= GRPC_SIZE_CEILING else -1
+    return [("grpc.max_send_message_length", -1),
+            ("grpc.max_receive_message_length", receive)]
 
 
 # ---- protobuf wire helpers for the small messages ------------------------------------
@@ -153,10 +167,13 @@ def wire_value(value) -> bytes:
 class GrpcFrontEnd:
     """GRPCInferenceService for one GraphApp; ``start()`` binds, ``stop()`` drains."""
 
-    def __init__(self, app, host: str, port: int):
+    def __init__(self, app, host: str, port: int, max_message_size: int = 64 * 1024 * 1024):
+        if max_message_size < 1:
+            raise ValueError(f"gRPC message size limit {max_message_size} is not positive")
         self.app = app
         self.host = host
         self.requested_port = port
+        self.max_message_size = max_message_size
         self.port = 0
         self.server = None
         handlers = {
@@ -173,7 +190,7 @@ class GrpcFrontEnd:
                       for name, fn in handlers.items()})
 
     async def start(self) -> int:
-        self.server = grpc.aio.server(options=SERVER_OPTIONS)
+        self.server = grpc.aio.server(options=server_options(self.max_message_size))
         self.server.add_generic_rpc_handlers((self.handler,))
         address = f"[{self.host}]:{self.requested_port}" if ":" in self.host \
             else f"{self.host}:{self.requested_port}"
@@ -216,13 +233,26 @@ class GrpcFrontEnd:
         try:
             return parse_name_version(request)
         except BadRequestError as e:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+            await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(e))
 
     async def model_infer(self, request, context):
         try:
+            answer = await self._infer(request, context)
+        except Exception as e:
+            # a bug: the client still gets a bounded message, not grpc's own
+            # "Unexpected <type>: <text>"
+            log.exception("ModelInfer failed")
+            answer = (grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
+        if type(answer) is tuple:
+            await _abort(context, *answer)
+        return answer
+
+    async def _infer(self, request, context):
+        """The answer's wire bytes, or a (status code, message) failure."""
+        try:
             req = InferRequest.from_grpc(request)
         except BadRequestError as e:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+            return grpc.StatusCode.INVALID_ARGUMENT, str(e)
         headers = [(key.encode("latin-1"), wire_value(value))
                    for key, value in context.invocation_metadata() or ()]
         remaining = context.time_remaining()
@@ -230,14 +260,22 @@ class GrpcFrontEnd:
                                     remaining if remaining is not None else 0.0)
         if not 200 <= r.status <= 299:
             cause = _error_text(r.body)
-            await context.abort(grpc_code_for(r.status, cause), cause)
+            return grpc_code_for(r.status, cause), cause
         try:
             resp = as_response(r.body)
         except BadRequestError as e:
-            await context.abort(grpc.StatusCode.INTERNAL,
-                                f"the graph's answer is not a v2 response: {e}")
+            return grpc.StatusCode.INTERNAL, f"the graph's answer is not a v2 response: {e}"
         resp.model_name = self.model_name or req.model_name
         if not resp.id:
             resp.id = req.id
+        try:
+            chunks = resp.to_grpc()
+        except BadRequestError as e:
+            return grpc.StatusCode.INTERNAL, f"the graph's answer cannot be encoded: {e}"
         # grpc's serializer contract is one bytes object: the only payload copy
-        return join(resp.to_grpc())
+        return join(chunks)
+
+
+async def _abort(context, code: grpc.StatusCode, message: str):
+    """End the call with ``code``; the one place status messages leave the router."""
+    await context.abort(code, bound_message(message))

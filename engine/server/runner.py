@@ -44,6 +44,9 @@ class ServeOptions:
     # the router's memory. Go's server limits the request head to 1 MiB
     # (http.DefaultMaxHeaderBytes) and does not count header lines.
     max_body_size: int = 64 * 1024 * 1024
+    # largest gRPC request message; None: max_body_size, so that both front ends
+    # accept the same payloads
+    max_grpc_message_size: int | None = None
     max_header_size: int = 1024 * 1024
     max_headers: int = 1000
     access_log: bool = False
@@ -113,7 +116,9 @@ class RouterInstance:
         self.server = await loop.create_server(self.http.protocol_factory, sock=self.sock)
         if self.options.grpc_port is not None:
             from .grpc_front import GrpcFrontEnd
-            self.grpc = GrpcFrontEnd(self.app, self.options.host, self.options.grpc_port)
+            limit = self.options.max_grpc_message_size
+            self.grpc = GrpcFrontEnd(self.app, self.options.host, self.options.grpc_port,
+                                     self.options.max_body_size if limit is None else limit)
             try:
                 await self.grpc.start()
             except (RuntimeError, OSError) as e:  # grpc's "Failed to bind to address ..."
