@@ -13,6 +13,48 @@ def raw(doc, path):
     return gjson.get(doc, path).raw
 
 
+def test_tostr_writes_backspace_and_form_feed_as_short_escapes():
+    assert raw(b'"\x08\x0c\x01"', "@tostr") == b'"\\"\\b\\f\\u0001\\""'
+
+
+@pytest.mark.parametrize("doc,path,expected", [
+    # a simple modifier argument runs to the first '|' outside (), [], {} and quotes
+    (b'{"f":[{"l":"M|x"}]}', '@dig:#(l=="M|x")#.l', b'[["M|x"]]'),
+    (b'{"f":[{"l":"M"}]}', '@dig:#(l=="M|x")', b"[]"),
+    (b'{"SYN":1}', "@this:x(|)|SYN", b"1"),
+    (b"[1,2]", "@reverse:[1|2]|0", b"2"),
+    (b'{"a":1}', "@this:(|", b'{"a":1}'),
+])
+def test_simple_modifier_argument_keeps_bars_inside_brackets(doc, path, expected):
+    assert raw(doc, path) == expected
+
+
+def test_pretty_copies_nan_and_inf_like_numbers():
+    assert raw(b"[NaN, 1, Inf]", "@pretty") == b"[NaN, 1, Inf]\n"
+    assert raw(b'{"a":nan,"b":+Inf,"c":n}', "@pretty") == \
+        b'{\n  "a": nan,\n  "b": +Inf,\n  "c": n\n}\n'
+
+
+def test_sort_keys_compares_keys_unescaped_then_values_by_type():
+    doc = b'{"b":1,"a":2,"a":"x","a":null,"a\\u0000":0,"\\u0061":3}'
+    assert raw(doc, '@pretty:{"sortKeys":true}') == (
+        b'{\n  "a": null,\n  "a": 2,\n  "\\u0061": 3,\n  "a": "x",\n  "a\\u0000": 0,\n'
+        b'  "b": 1\n}\n')
+
+
+def test_sort_keys_follows_go_stable_sort_when_nan_makes_the_order_partial():
+    doc = b'{"a":NaN,"a":1,"a":0,"a":NaN,"a":-1}'
+    assert raw(doc, '@pretty:{"sortKeys":true}') == \
+        b'{\n  "a": NaN,\n  "a": 0,\n  "a": 1,\n  "a": NaN,\n  "a": -1\n}\n'
+    # more than one block of 20, so SymMerge runs as well
+    values = ["NaN" if i % 7 == 3 else str((i * 11) % 9 - 4) for i in range(45)]
+    doc = ("{" + ",".join(f'"k":{v}' for v in values) + "}").encode()
+    got = raw(doc, '@pretty:{"sortKeys":true}|@ugly')
+    assert got == ("{" + ",".join(f'"k":{v}' for v in (
+        "-4 -2 0 NaN -4 -3 -3 -3 -1 -1 1 3 4 NaN -3 -1 0 1 2 4 NaN -4 0 2 4 NaN -4 -2 -2 0 1 "
+        "1 2 3 NaN -4 -3 -2 -1 1 3 NaN 2 3 4").split()) + "}").encode()
+
+
 @pytest.mark.parametrize("number,value", [
     ("1_0", 10.0), ("0x_1p0", 1.0), ("0x1_0p0", 16.0), ("1e1_0", 1e10), ("1__0", 0.0),
     ("-_1", 0.0), ("1_", 0.0), ("0x1_p0", 0.0), ("+nan", 0.0), ("-NaN", 0.0),
