@@ -1037,7 +1037,11 @@ cdef bint _is_simple_name(bytes comp):
 
 
 cdef object exec_multipath(cstr j, Py_ssize_t n, cstr path, Py_ssize_t pn):
-    """'[a,b]' or '{a,"k":b}': (output json, offset of the rest) or None."""
+    """'[a,b]' or '{a,"k":b}': (output json, offset of the rest).
+
+    The json is None when gjson does not build one and goes on with the plain path
+    from the offset: what follows the closing bracket, or nothing when it never closes.
+    """
     cdef Py_ssize_t i = 1, depth = 1, colon = 0, start = 1, modifier = 0
     cdef list sels = []
     cdef int kind = path[0]
@@ -1083,10 +1087,10 @@ cdef object exec_multipath(cstr j, Py_ssize_t n, cstr path, Py_ssize_t pn):
                 break
         i += 1
     if not found:
-        return None
+        return None, pn
     i += 1
     if i < pn and path[i] != 124 and path[i] != 46:
-        return None
+        return None, i
     b = bytearray()
     b.append(kind)
     cnt = 0

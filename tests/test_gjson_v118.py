@@ -70,3 +70,25 @@ def test_nan_without_sign_is_still_nan():
 def test_query_values_with_digit_separators():
     assert raw(b"[1,16,9]", "#(>1_0)#") == b"[16]"
     assert raw(b"[1,0,-1]", "#(==+nan)#") == b"[0]"
+
+
+@pytest.mark.parametrize("doc,path", [
+    (b'[[{"a":1},2],3,"\\u00e9"]', "0.#(a==1)#|@join"),
+    (b'[[{"a":1},2],3,"\\u00e9"]', "0.#(a==1)#|0"),
+    (b'[[[{"a":1}],2],3]', "0.0.#(a==1)#|0"),
+    (b'{"a":1}\n[[{"a":1}],"\\u00e9"]\n', "..1.0.#(a==1)#|0"),
+])
+def test_query_under_an_index_outlives_the_rest_of_the_scan(doc, path):
+    # the JSON '#(...)#' built was freed when the scan went on to the next element
+    assert raw(doc, path) == b'{"a":1}'
+
+
+@pytest.mark.parametrize("doc,path,expected", [
+    # a '{' or '[' head that never closes leaves gjson an empty path
+    (b'{"a":1,"":10}', "{name", b"10"),
+    (b'{"a":1,"\\x":10}', "[name", b"10"),
+    # one followed by more than '.' or '|' leaves what follows
+    (b'{"x":1,"[a]x":2}', "[a]x", b"1"),
+])
+def test_multipath_head_that_selects_nothing(doc, path, expected):
+    assert raw(doc, path) == expected
