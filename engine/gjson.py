@@ -1,4 +1,4 @@
-"""GJSON paths (tidwall/gjson v1.18 syntax) evaluated on raw JSON bytes.
+"""GJSON paths (tidwall/gjson v1.18.0 syntax, KServe's pin) evaluated on raw JSON bytes.
 
     from engine import gjson
     cond = gjson.compile('instances.#(modelId=="2")')

@@ -1,5 +1,5 @@
 # cython: language_level=3
-"""engine._gjson: GJSON paths (tidwall/gjson v1.18 semantics) evaluated on raw bytes.
+"""engine._gjson: GJSON paths (tidwall/gjson v1.18.0 semantics) evaluated on raw bytes.
 
 The evaluator follows gjson's own algorithm over (pointer, length) slices of the
 document, so results carry the same Raw bytes gjson gives and malformed paths or

@@ -909,6 +909,10 @@ cdef Py_ssize_t _parse_array(Ctx* c, Py_ssize_t i, cstr path, Py_ssize_t pn,
                             break
                         hit_out[0] = True
                         return i
+                    if res_exists(&c.value):
+                        # a '#(...)#' below answered without a hit and the scan goes
+                        # on: its built JSON must outlive the next element's reset
+                        mark = arena_mark(c.arena)
                 else:
                     s = i
                     i = squash_ex(j, n, i, &closed)
@@ -1082,8 +1086,9 @@ cdef int eval_valid_doc(cstr j, Py_ssize_t n, cstr path, Py_ssize_t pn, Res* out
 
 
 cdef int eval_special(cstr j, Py_ssize_t n, cstr path, Py_ssize_t pn, Res* out,
-                      Arena* arena) except -1:
-    """Paths starting with '@', '!', '[' or '{'; returns 1 when handled here."""
+                      Arena* arena, Py_ssize_t* skip) except -1:
+    """Paths starting with '@', '!', '[' or '{'; returns 1 when handled here, else 0
+    with the length of the path's head that gjson drops before the plain lookup."""
     cdef object r
     cdef bytes rjson
     cdef Py_ssize_t restoff
@@ -1111,9 +1116,10 @@ cdef int eval_special(cstr j, Py_ssize_t n, cstr path, Py_ssize_t pn, Res* out,
                 parse_value(arena_keep(arena, rjson), len(rjson), out, arena)
             return 1
     if path[0] == 91 or path[0] == 123:
-        r = exec_multipath(j, n, path, pn)
-        if r is not None:
-            rjson, restoff = r
+        rjson, restoff = exec_multipath(j, n, path, pn)
+        if rjson is None:
+            skip[0] = restoff
+        else:
             res_clear(out)
             out.type = T_JSON
             out.raw = arena_keep(arena, rjson)
@@ -1131,12 +1137,15 @@ cdef int eval_path(cstr j, Py_ssize_t n, cstr path, Py_ssize_t pn, Res* out,
     """gjson.Get(json, path) into out; pointers in out live as long as j and arena."""
     cdef Ctx c
     cdef Py_ssize_t i = 0
+    cdef Py_ssize_t skip = 0
     cdef bint hit
     cdef Res tmp
     res_clear(out)
     if pn > 1 and (path[0] == 64 or path[0] == 33 or path[0] == 91 or path[0] == 123):
-        if eval_special(j, n, path, pn, out, arena):
+        if eval_special(j, n, path, pn, out, arena, &skip):
             return 0
+        path += skip
+        pn -= skip
     memset(&c, 0, sizeof(Ctx))
     c.j = j
     c.n = n

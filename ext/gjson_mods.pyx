@@ -215,6 +215,10 @@ cdef bytes append_json_string(bytes s):
                 dst += b"\\r"
             elif c == 9:
                 dst += b"\\t"
+            elif c == 8:
+                dst += b"\\b"
+            elif c == 12:
+                dst += b"\\f"
             else:
                 dst += b"\\u%04x" % c
         elif c == 62 or c == 60 or c == 38:
@@ -305,7 +309,7 @@ cdef class _Pretty:
                 continue
             if c == 34:
                 return self.string(i, nl)
-            if 48 <= c <= 57 or c == 45:
+            if 48 <= c <= 57 or c == 45 or _nan_or_inf(json, i, c):
                 return self.number(i, nl)
             if c == 123 or c == 91:
                 return self.obj(i, c, 125 if c == 123 else 93, pretty, sortkeys, tabs, nl,
@@ -445,23 +449,299 @@ cdef class _Pretty:
         return i, nl, open_ != 123
 
     cdef void sort_pairs(self, list pairs):
-        cdef bytes json = self.json
-        cdef list order
+        cdef bytes json = self.json, key, value
+        cdef list items = []
         cdef bytearray nbuf
         cdef Py_ssize_t vstart, k
+        cdef int vtype
         if not pairs:
             return
         vstart = pairs[0][2]
-        order = sorted(pairs, key=lambda p: (json[p[0] + 1:p[1] - 1], p[2]))
-        if order == pairs:
+        for p in pairs:
+            key = json[p[0]:p[1]]
+            value = _go_trim_space(bytes(self.buf[p[2]:p[3]]))
+            if len(value) >= len(key) + 1:
+                value = _go_trim_space(value[len(key) + 1:])
+            vtype = _pretty_type(value)
+            items.append((_pretty_str(key), vtype,
+                          _pretty_str(value) if vtype == _J_STRING else
+                          go_parse_float(<cstr>PyBytes_AS_STRING(value), len(value))
+                          if vtype == _J_NUMBER else value, p))
+        _go_stable_sort(items)
+        if all(items[k][3] is pairs[k] for k in range(len(items))):
             return
         nbuf = bytearray()
-        for k, p in enumerate(order):
+        for k, item in enumerate(items):
+            p = item[3]
             nbuf += self.buf[p[2]:p[3]]
-            if k < len(order) - 1:
+            if k < len(items) - 1:
                 nbuf += b",\n"
         del self.buf[vstart:]
         self.buf += nbuf
+
+
+cdef inline bint _nan_or_inf(bytes json, Py_ssize_t i, int c):
+    # tidwall/pretty 1.2 copies NaN, Inf, +Inf and nan as numbers ("nu" starts null)
+    return (c == 105 or c == 73 or c == 43 or c == 78 or
+            c == 110 and i + 1 < len(json) and json[i + 1] != 117)
+
+
+# tidwall/pretty 1.2 orders an object's pairs by key, equal keys by value: null <
+# false < number < string < true < JSON, strings compared unescaped, numbers as
+# floats, the rest as bytes.  NaN makes that order partial, and then the outcome
+# depends on the algorithm, so Go's sort.Stable (insertion sort of blocks of 20,
+# then SymMerge) is followed comparison for comparison.
+
+cdef enum:
+    _J_NULL
+    _J_FALSE
+    _J_NUMBER
+    _J_STRING
+    _J_TRUE
+    _J_JSON
+
+
+cdef int _pretty_type(bytes v):
+    if not v:
+        return _J_NULL
+    c = v[0]
+    if c == 34:
+        return _J_STRING
+    if c == 102:
+        return _J_FALSE
+    if c == 116:
+        return _J_TRUE
+    if c == 110:
+        return _J_NULL
+    if c == 91 or c == 123:
+        return _J_JSON
+    return _J_NUMBER
+
+
+cdef bytes _pretty_str(bytes s):
+    # the string up to its first quote; with an escape, what encoding/json decodes
+    cdef Py_ssize_t i
+    for i in range(1, len(s)):
+        if s[i] == 92:
+            return _go_json_unquote(s)
+        if s[i] == 34:
+            return s[1:i]
+    return _EMPTY
+
+
+cdef bytes _go_json_unquote(bytes s):
+    """json.Unmarshal of s into a Go string; empty unless s is one JSON string."""
+    cdef Py_ssize_t i = 1, n = len(s), sz
+    cdef cstr p = <cstr>PyBytes_AS_STRING(s)
+    cdef bytearray out = bytearray()
+    cdef unsigned char rune[4]
+    cdef int c, r, r2
+    if n < 2 or p[0] != 34:
+        return _EMPTY
+    while True:
+        if i >= n:
+            return _EMPTY
+        c = p[i]
+        if c == 34:
+            break
+        if c < 32:
+            return _EMPTY
+        if c == 92:
+            if i + 1 >= n:
+                return _EMPTY
+            c = p[i + 1]
+            if c == 117:
+                r = _hex4(p, n, i + 2)
+                if r < 0:
+                    return _EMPTY
+                i += 6
+                if 0xD800 <= r < 0xE000:
+                    # a surrogate pairs with a following \uDC00-\uDFFF or is U+FFFD
+                    r2 = _hex4(p, n, i + 2) if i + 1 < n and p[i] == 92 and p[i + 1] == 117 \
+                        else -1
+                    if r < 0xDC00 and 0xDC00 <= r2 < 0xE000:
+                        r = 0x10000 + ((r - 0xD800) << 10) + (r2 - 0xDC00)
+                        i += 6
+                    else:
+                        r = 0xFFFD
+                out += PyBytes_FromStringAndSize(<char*>rune, encode_rune(rune, r))
+                continue
+            if c == 98:
+                c = 8
+            elif c == 102:
+                c = 12
+            elif c == 110:
+                c = 10
+            elif c == 114:
+                c = 13
+            elif c == 116:
+                c = 9
+            elif c not in b'"\\/':
+                return _EMPTY
+            out.append(c)
+            i += 2
+        elif c < 128:
+            out.append(c)
+            i += 1
+        else:
+            r = decode_rune(p + i, n - i, &sz)
+            if r == 0xFFFD and sz == 1:
+                out += b"\xef\xbf\xbd"
+            else:
+                out += p[i:i + sz]
+            i += sz
+    for c in s[i + 1:]:
+        if c not in b" \t\n\r":
+            return _EMPTY
+    return bytes(out)
+
+
+cdef int _hex4(cstr p, Py_ssize_t n, Py_ssize_t i):
+    cdef int r = 0, h, k
+    if i + 4 > n:
+        return -1
+    for k in range(4):
+        h = hexval(p[i + k])
+        if h < 0:
+            return -1
+        r = r * 16 + h
+    return r
+
+
+cdef bytes _go_trim_space(bytes s):
+    # bytes.TrimSpace: ASCII white space and the Unicode White_Space runes
+    cdef Py_ssize_t a = 0, b = len(s), sz
+    cdef cstr p = <cstr>PyBytes_AS_STRING(s)
+    while a < b:
+        if p[a] in b" \t\n\v\f\r":
+            a += 1
+        elif p[a] >= 0x80 and _is_go_space(decode_rune(p + a, b - a, &sz)):
+            a += sz
+        else:
+            break
+    while b > a:
+        if p[b - 1] in b" \t\n\v\f\r":
+            b -= 1
+        elif p[b - 1] >= 0x80 and _is_go_space(decode_last_rune(p + a, b - a, &sz)):
+            b -= sz
+        else:
+            break
+    return s[a:b]
+
+
+cdef inline bint _is_go_space(int r):
+    return (r == 0x85 or r == 0xA0 or r == 0x1680 or 0x2000 <= r <= 0x200A or
+            r == 0x2028 or r == 0x2029 or r == 0x202F or r == 0x205F or r == 0x3000)
+
+
+cdef inline bint _pair_less(list xs, Py_ssize_t i, Py_ssize_t j):
+    cdef tuple a = <tuple>xs[i]
+    cdef tuple b = <tuple>xs[j]
+    if a[0] != b[0]:
+        return a[0] < b[0]
+    if a[1] != b[1]:
+        return a[1] < b[1]
+    return a[2] < b[2]
+
+
+cdef inline void _swap(list xs, Py_ssize_t i, Py_ssize_t j):
+    xs[i], xs[j] = xs[j], xs[i]
+
+
+cdef void _insertion_sort(list xs, Py_ssize_t a, Py_ssize_t b):
+    cdef Py_ssize_t i, j
+    for i in range(a + 1, b):
+        j = i
+        while j > a and _pair_less(xs, j, j - 1):
+            _swap(xs, j, j - 1)
+            j -= 1
+
+
+cdef void _swap_range(list xs, Py_ssize_t a, Py_ssize_t b, Py_ssize_t n):
+    cdef Py_ssize_t k
+    for k in range(n):
+        _swap(xs, a + k, b + k)
+
+
+cdef void _rotate(list xs, Py_ssize_t a, Py_ssize_t m, Py_ssize_t b):
+    # blocks xs[a:m] and xs[m:b] trade places by block swaps
+    cdef Py_ssize_t i = m - a, j = b - m
+    while i != j:
+        if i > j:
+            _swap_range(xs, m - i, m, j)
+            i -= j
+        else:
+            _swap_range(xs, m - i, m + j - i, i)
+            j -= i
+    _swap_range(xs, m - i, m, i)
+
+
+cdef void _sym_merge(list xs, Py_ssize_t a, Py_ssize_t m, Py_ssize_t b):
+    # merges the sorted runs xs[a:m] and xs[m:b] (Kim and Kutzner's SymMerge)
+    cdef Py_ssize_t i, j, h, k, mid, n, start, r, c, p, end
+    if m - a == 1:
+        i, j = m, b
+        while i < j:
+            h = (i + j) >> 1
+            if _pair_less(xs, h, a):
+                i = h + 1
+            else:
+                j = h
+        for k in range(a, i - 1):
+            _swap(xs, k, k + 1)
+        return
+    if b - m == 1:
+        i, j = a, m
+        while i < j:
+            h = (i + j) >> 1
+            if not _pair_less(xs, m, h):
+                i = h + 1
+            else:
+                j = h
+        k = m
+        while k > i:
+            _swap(xs, k, k - 1)
+            k -= 1
+        return
+    mid = (a + b) >> 1
+    n = mid + m
+    if m > mid:
+        start, r = n - b, mid
+    else:
+        start, r = a, m
+    p = n - 1
+    while start < r:
+        c = (start + r) >> 1
+        if not _pair_less(xs, p - c, c):
+            start = c + 1
+        else:
+            r = c
+    end = n - start
+    if start < m < end:
+        _rotate(xs, start, m, end)
+    if a < start < mid:
+        _sym_merge(xs, a, start, mid)
+    if mid < end < b:
+        _sym_merge(xs, mid, end, b)
+
+
+cdef void _go_stable_sort(list xs):
+    cdef Py_ssize_t n = len(xs), block = 20, a, b
+    a, b = 0, block
+    while b <= n:
+        _insertion_sort(xs, a, b)
+        a = b
+        b += block
+    _insertion_sort(xs, a, n)
+    while block < n:
+        a, b = 0, 2 * block
+        while b <= n:
+            _sym_merge(xs, a, a + block, b)
+            a = b
+            b += 2 * block
+        if a + block < n:
+            _sym_merge(xs, a, a + block, n)
+        block *= 2
 
 
 cdef bytes _clean_ws(bytes s):
@@ -681,7 +961,6 @@ cdef object exec_modifier(cstr j, Py_ssize_t n, cstr path, Py_ssize_t pn):
     cdef bytes args = _EMPTY, out
     cdef Res probe
     cdef Arena arena
-    cdef const void* bar
     for i in range(1, pn):
         if path[i] == 58:
             name_end = i
@@ -707,8 +986,13 @@ cdef object exec_modifier(cstr j, Py_ssize_t n, cstr path, Py_ssize_t pn):
             finally:
                 arena_release(&arena)
         if not parsed:
-            bar = memchr(path + rest, 124, pn - rest)
-            a_end = pn if bar == NULL else (<cstr>bar - path)
+            # a simple argument runs to the next '|' outside brackets, parens and quotes
+            a_end = rest
+            while a_end < pn and path[a_end] != 124:
+                if path[a_end] in b'{["(':
+                    a_end += _squash_len(path + a_end, pn - a_end)
+                else:
+                    a_end += 1
             args = _span_bytes(path + rest, a_end - rest)
             rest = a_end
     out = _run_modifier(_span_bytes(path + 1, name_end - 1), _span_bytes(j, n), args)
@@ -753,7 +1037,11 @@ cdef bint _is_simple_name(bytes comp):
 
 
 cdef object exec_multipath(cstr j, Py_ssize_t n, cstr path, Py_ssize_t pn):
-    """'[a,b]' or '{a,"k":b}': (output json, offset of the rest) or None."""
+    """'[a,b]' or '{a,"k":b}': (output json, offset of the rest).
+
+    The json is None when gjson does not build one and goes on with the plain path
+    from the offset: what follows the closing bracket, or nothing when it never closes.
+    """
     cdef Py_ssize_t i = 1, depth = 1, colon = 0, start = 1, modifier = 0
     cdef list sels = []
     cdef int kind = path[0]
@@ -799,10 +1087,10 @@ cdef object exec_multipath(cstr j, Py_ssize_t n, cstr path, Py_ssize_t pn):
                 break
         i += 1
     if not found:
-        return None
+        return None, pn
     i += 1
     if i < pn and path[i] != 124 and path[i] != 46:
-        return None
+        return None, i
     b = bytearray()
     b.append(kind)
     cnt = 0

@@ -278,31 +278,74 @@ cdef double go_parse_float(cstr s, Py_ssize_t n) noexcept nogil:
     cdef char* buf = stackbuf
     cdef char* end
     cdef double v
-    cdef Py_ssize_t k
-    cdef bint hex = False, hasp = False
-    if n == 0 or s[0] <= 32:
+    cdef Py_ssize_t k, m
+    cdef bint hex = False, hasp = False, under = False
+    if n <= 0 or s[0] <= 32:
         return 0.0
     for k in range(n):
-        if s[k] == 40 or s[k] == 0 or s[k] <= 32 or s[k] == 95:   # ( NUL space _
+        if s[k] == 40 or s[k] <= 32:   # ( NUL space: strtod would read "nan(...)"
             return 0.0
-        if s[k] == 120 or s[k] == 88:
+        if s[k] == 95:
+            under = True
+        elif s[k] == 120 or s[k] == 88:
             hex = True
         elif s[k] == 112 or s[k] == 80:
             hasp = True
     if hex and not hasp:
         return 0.0
+    if (s[0] == 43 or s[0] == 45) and n > 1 and (s[1] == 110 or s[1] == 78):
+        return 0.0              # Go signs infinities only; strtod also signs NaN
+    if under and not _underscores_ok(s, n):
+        return 0.0
     if n >= <Py_ssize_t>sizeof(stackbuf):
         buf = <char*>malloc(n + 1)
         if buf == NULL:
             return 0.0
-    memcpy(buf, s, n)
-    buf[n] = 0
+    if under:
+        # Go accepts digit separators, strtod does not: drop them once they are valid
+        m = 0
+        for k in range(n):
+            if s[k] != 95:
+                buf[m] = s[k]
+                m += 1
+    else:
+        memcpy(buf, s, n)
+        m = n
+    buf[m] = 0
     v = strtod(buf, &end)
-    if end != buf + n:
+    if end != buf + m:
         v = 0.0
     if buf != stackbuf:
         free(buf)
     return v
+
+
+cdef bint _underscores_ok(cstr s, Py_ssize_t n) noexcept nogil:
+    # strconv's rule: '_' only between digits, or between a base prefix and a digit
+    cdef Py_ssize_t i = 0
+    cdef int saw = 94          # '^' start, '0' digit or prefix, '_' underscore, '!' other
+    cdef bint hex = False
+    cdef unsigned char c
+    if n >= 1 and (s[0] == 43 or s[0] == 45):
+        i = 1
+    if n - i >= 2 and s[i] == 48 and (s[i + 1] | 32) in (98, 111, 120):
+        hex = (s[i + 1] | 32) == 120
+        saw = 48
+        i += 2
+    while i < n:
+        c = s[i]
+        if 48 <= c <= 57 or hex and 97 <= (c | 32) <= 102:
+            saw = 48
+        elif c == 95:
+            if saw != 48:
+                return False
+            saw = 95
+        elif saw == 95:
+            return False
+        else:
+            saw = 33
+        i += 1
+    return saw != 95
 
 
 cdef inline int hexval(unsigned char c) noexcept nogil:
