@@ -204,7 +204,7 @@ def headers_dropped():
     ``invalid_name``, ``invalid_value``, ``non_ascii_grpc``, ``invalid_base64_grpc``
     (``ige_headers_dropped_total`` on /metrics)."""
     cdef int i
-    return {_DROP_LABELS[i]: _dropped[i] for i in range(DROP_REASONS)}
+    return {_DROP_LABELS[i]: _dropped[i] for i in range(<int>DROP_REASONS)}
 
 
 cdef str headers_dropped_metrics():
@@ -212,7 +212,7 @@ cdef str headers_dropped_metrics():
     cdef list lines = [
         "# HELP ige_headers_dropped_total Propagated headers not forwarded: invalid name or value.\n",
         "# TYPE ige_headers_dropped_total counter\n"]
-    for i in range(DROP_REASONS):
+    for i in range(<int>DROP_REASONS):
         lines.append(f'ige_headers_dropped_total{{reason="{_DROP_LABELS[i]}"}} {_dropped[i]}\n')
     return "".join(lines)
 
