@@ -59,9 +59,14 @@ class Model:
         return answer
 
 
+# v2 JSON bodies, so that any version of the router sends them to the v2 step
+V2_NORMAL = b'{"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1.0]}]}'
+V2_HOLD = b'{"parameters":{"hold":true},"inputs":[{"name":"x","shape":[1],"datatype":"FP32","data":[1.0]}]}'
+
+
 async def http_client_gives_up(port: int, give_up: float) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    body = b'{"instances":["hold"]}'
+    body = V2_HOLD
     writer.write(b"POST / HTTP/1.1\r\nHost: r\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
     try:
         await asyncio.wait_for(reader.read(1), give_up)
@@ -75,7 +80,7 @@ async def timed_http(port: int, timeout: float) -> float:
     start = time.monotonic()
     try:
         r = await asyncio.wait_for(client.request(_core.Endpoint(f"http://127.0.0.1:{port}/"),
-                                                  b'{"instances":[1]}', []), timeout)
+                                                  V2_NORMAL, []), timeout)
         assert r.status == 200, r.body
         return time.monotonic() - start
     except asyncio.TimeoutError:
