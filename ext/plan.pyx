@@ -198,17 +198,6 @@ cdef str _go_quote_char(int c):
     return f"'\\x{c:02x}'"
 
 
-cdef object map_predictions_to_instances(object body):
-    """{"predictions": X, ...} -> {"instances": X}; any other body is sent as is."""
-    try:
-        doc = _json_loads(body)
-    except Exception:
-        return body
-    if type(doc) is dict and "predictions" in doc:
-        return _json_dumps({"instances": doc["predictions"]})
-    return body
-
-
 # ---- execution ---------------------------------------------------------------------
 
 cdef inline StepResult step_result(object r):
@@ -256,7 +245,7 @@ async def run_sequence(CompiledPlan plan, PlanNode node, object request, RunCont
             if not path_exists(step.condition, response):
                 return StepResult(200, response)
         if step.map_predictions:
-            body = map_predictions_to_instances(body)
+            body = go_map_predictions(body)     # go_json.pyx
         r = call_step(plan, step, body, ctx)
         if type(r) is not StepResult:
             r = await r
