@@ -208,6 +208,12 @@ class FailingBackend(Backend):
     cause: str
     def __init__(self, url: str, cause: str) -> None: ...
 
+class IstioMeshBackend(Backend):
+    tls: Backend
+    plain: Backend
+    probe: Any
+    def __init__(self, tls: Backend, plain: Backend, probe: Any) -> None: ...
+
 class PlanStep:
     index: int
     name: str

@@ -21,6 +21,8 @@ ROUTER_NAMES = {v: k for k, v in ROUTER_TYPES.items()}
 
 # What KServe's controller gives a serviceName step (v1 protocol, in-cluster address)
 DEFAULT_SERVICE_TEMPLATE = "http://{name}.{namespace}.svc.cluster.local/v1/models/{name}:predict"
+# Envoy's admin port: KServe's router takes a 200 there for an Istio sidecar
+DEFAULT_ISTIO_PROBE_URL = "http://localhost:15000"
 
 
 @dataclasses.dataclass
@@ -37,6 +39,10 @@ class Policy:
     infer URL take a previous step's v2 JSON response (bytes) as its request, outputs
     as inputs, where KServe's router would send those bytes unchanged (docs/oip.md,
     "Bridging"); off by default, and implied for requests that enter as OIP messages.
+    ``istio_probe_url`` is where KServe's router looks for an Istio sidecar before its
+    first https step call (inside a mesh, https steps are called over plain HTTP); it
+    defaults to ``IGE_ISTIO_PROBE_URL``, else ``http://localhost:15000``, and None or
+    "" turns the rule off.
     """
     services: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     service_template: str = DEFAULT_SERVICE_TEMPLATE
@@ -45,6 +51,8 @@ class Policy:
     max_connections_per_host: int = 64
     backend_factory: Callable[[str, str], Any] | None = None
     v2_bridge: bool = False
+    istio_probe_url: str | None = dataclasses.field(
+        default_factory=lambda: os.environ.get("IGE_ISTIO_PROBE_URL", DEFAULT_ISTIO_PROBE_URL))
 
 
 def resolve_namespace(graph, policy: Policy) -> str:

@@ -140,6 +140,39 @@ cdef class HttpStepCall(ResponseSink):
 
 
 @cython.final
+cdef class IstioMeshBackend(Backend):
+    """An https step under KServe's Istio rule (#4031): inside an Istio mesh the router
+    calls it over plain HTTP, same host, port and path, and lets the sidecar do TLS.
+    ``probe`` (engine.backends.mesh.MeshProbe) finds out once per process, at the
+    first https call; until then calls wait for it, afterwards they go straight to
+    the chosen backend."""
+
+    def __init__(self, Backend tls, Backend plain, object probe):
+        self.tls = tls
+        self.plain = plain
+        self.probe = probe
+        self.description = tls.description
+
+    cdef object call(self, object body, RunContext ctx):
+        if self.chosen is not None:
+            return self.chosen.call(body, ctx)
+        in_mesh = self.probe.in_mesh
+        if in_mesh is not None:
+            self.chosen = self.plain if in_mesh else self.tls
+            return self.chosen.call(body, ctx)
+        return self.call_after_probe(body, ctx)
+
+    async def call_after_probe(self, object body, RunContext ctx):
+        # the probe's own failure fails this call (KServe: 500 with its error)
+        in_mesh = await self.probe.check()
+        self.chosen = self.plain if in_mesh else self.tls
+        r = self.chosen.call(body, ctx)
+        if type(r) is not StepResult:
+            r = await r
+        return r
+
+
+@cython.final
 cdef class FailingBackend(Backend):
     """A target Go's client would refuse (bad URL, unsupported scheme): every call
     fails with Go's error text, so the graph answers 500 exactly as under KServe."""

@@ -2,7 +2,9 @@
 
 - ``http://`` / ``https://`` URLs: pooled keep-alive HTTP/1.1 (engine._core.HttpClient);
   a URL ending in ``/v2/models/<m>/infer`` gets bytes as any URL does and also carries
-  OIP messages with the binary tensor extension (engine.backends.v2http)
+  OIP messages with the binary tensor extension (engine.backends.v2http); inside an
+  Istio mesh https URLs are called over plain HTTP, as KServe's router does
+  (engine.backends.mesh)
 - ``grpc://host:port/<model>``: Open Inference Protocol v2 over gRPC (engine.backends.grpc)
 - Python callables: in process (engine._core.LocalBackend)
 - anything else fails each call with the error Go's client gives for it, as KServe's
@@ -14,6 +16,7 @@ import sys
 from urllib.parse import urlsplit
 
 from .. import _core
+from .mesh import https_plain_twin, probe_for
 
 
 def go_url_problem(url: str) -> str | None:
@@ -57,6 +60,16 @@ def make_url_backend(url: str, path: str, registry):
         # 0: no cap, as Go's default transport
         registry.http = _core.HttpClient(
             max_connections_per_host=registry.policy.max_connections_per_host or sys.maxsize)
+    backend = _http_backend(url, registry)
+    plain = https_plain_twin(url)
+    probe_url = getattr(registry.policy, "istio_probe_url", None)
+    if plain is not None and probe_url:
+        # KServe: inside an Istio mesh an https step is called over plain HTTP
+        backend = _core.IstioMeshBackend(backend, _http_backend(plain, registry), probe_for(probe_url))
+    return backend
+
+
+def _http_backend(url: str, registry):
     from .v2http import make_v2_backend, v2_model_of
     v2 = v2_model_of(urlsplit(url).path)
     if v2 is not None:

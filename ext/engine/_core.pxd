@@ -472,6 +472,13 @@ cdef class HttpBackend(Backend):
     cdef readonly HttpClient client
 
 
+cdef class IstioMeshBackend(Backend):
+    cdef readonly Backend tls           # the step's https URL
+    cdef readonly Backend plain         # the same URL over http
+    cdef readonly object probe          # engine.backends.mesh.MeshProbe
+    cdef Backend chosen                 # once the probe has answered
+
+
 cdef class HttpStepCall(ResponseSink):
     cdef object loop
     cdef object outcome
