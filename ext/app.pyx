@@ -77,6 +77,7 @@ cdef class GraphApp:
             else:
                 r = answer(step_result(await run_node(self.plan, root, request.body, ctx, True)))
         except (RouteFailure, _UpstreamError) as e:
+            log_request_failure(self.plan, ctx, e)     # plan.pyx
             r = failure_answer(e)
         except _CancelledError:
             # the client hung up (or a timeout or drain aborted its connection): the

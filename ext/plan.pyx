@@ -7,6 +7,7 @@ from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from engine._gjson cimport Path, c_valid
 
 import asyncio as _asyncio
+import logging as _logging
 import orjson as _orjson
 
 from engine.errors import UpstreamError as _UpstreamError, InternalEngineError as _InternalEngineError
@@ -35,6 +36,60 @@ cdef void trace_step(PlanNode node, PlanStep step, StepResult result):
     _step_log.debug("step", extra={"node": node.name, "step": step.name or str(step.index),
                                    "status": result.status,
                                    "bytes": None if is_oip(result.body) else len(result.body)})
+
+
+# One record per failed model call: a non-2xx answer, or a transport failure (refused,
+# reset, timeout, TLS, an unusable URL). Node steps are not model calls (the steps
+# inside them are), and a Switch miss or an invalid response fails a node, not a call.
+# While on, each step notes on its RunContext which step runs and since when (a
+# clock read): a transport failure is logged where the request's failure is caught
+# anyway, so a successful step pays no exception handling, only that note.
+cdef bint _log_failures = True
+cdef object _failure_log = _logging.getLogger("engine.steps")
+cdef object _WARNING = _logging.WARNING
+cdef object _INFO = _logging.INFO
+
+
+def set_step_failure_log(logger):
+    """Log every failed step call to ``logger``: WARNING for transport failures and
+    5xx answers, INFO for other non-2xx answers; None: off. On by default, to
+    logging.getLogger("engine.steps")."""
+    global _log_failures, _failure_log
+    _failure_log = logger
+    _log_failures = logger is not None
+
+
+cdef int log_step_failure(str graph, tuple site, int status, object error, double started) except -1:
+    """A failed call of the step at ``site`` (PlanStep.site): ``status`` of its answer,
+    or the transport ``error``. Node steps (no target) are not logged."""
+    if site is None or site[2] is None or _failure_log is None:
+        return 0
+    fields = {"graph": graph, "node": site[0], "step": site[1], "target": site[2],
+              "ms": round((mono_now() - started) * 1000.0, 3)}
+    if error is not None:
+        fields["error"] = str(error)
+    else:
+        fields["status"] = status
+    _failure_log.log(_WARNING if error is not None or status >= 500 else _INFO, "step failed", extra=fields)
+    return 0
+
+
+cdef int log_request_failure(CompiledPlan plan, RunContext ctx, BaseException e) except -1:
+    """A transport failure that ended the request came from the step the context
+    noted last: Ensembles, the only concurrent steps, log their own and turn them into
+    node failures."""
+    if _log_failures and isinstance(e, _UpstreamError):
+        log_step_failure(plan.name, ctx.site, 0, e, ctx.started)
+    return 0
+
+
+cdef RunContext branch_context(RunContext ctx):
+    """A copy of ``ctx`` (every field a step reads) for one concurrent Ensemble step
+    that runs a node: its steps note themselves on it, not on the context shared with
+    their siblings."""
+    cdef RunContext copy = RunContext(ctx.headers, ctx.timeout, ctx.request_headers)
+    copy.v2_bridge = ctx.v2_bridge
+    return copy
 
 
 class RouteFailure(Exception):
@@ -113,6 +168,9 @@ cdef class PlanNode:
         self.name = name
         self.router_type = router_type
         self.steps = steps
+        for s in steps:
+            (<PlanStep>s).site = (name, (<PlanStep>s).name or str((<PlanStep>s).index),
+                                  (<PlanStep>s).backend.description if (<PlanStep>s).backend is not None else None)
         # Go marshals the merged map with its keys sorted; a later step with the same
         # key overwrites an earlier one
         by_key = {}
@@ -246,6 +304,9 @@ async def run_sequence(CompiledPlan plan, PlanNode node, object request, RunCont
                 return StepResult(200, response)
         if step.map_predictions:
             body = go_map_predictions(body)     # go_json.pyx
+        if _log_failures:
+            ctx.site = step.site
+            ctx.started = mono_now()
         r = call_step(plan, step, body, ctx)
         if type(r) is not StepResult:
             r = await r
@@ -253,8 +314,11 @@ async def run_sequence(CompiledPlan plan, PlanNode node, object request, RunCont
         if _trace_steps:
             trace_step(node, step, result)
         response = result.body
-        if step.hard and not (200 <= result.status <= 299):
-            return result
+        if not (200 <= result.status <= 299):
+            if _log_failures:
+                log_step_failure(plan.name, step.site, result.status, None, ctx.started)
+            if step.hard:
+                return result
     return result
 
 
@@ -271,11 +335,16 @@ async def run_switch(CompiledPlan plan, PlanNode node, object request, RunContex
             break
     if taken is None or not body_is_valid_json(request):
         raise RouteFailure(_SWITCH_MISS.decode(), 404 if is_root else 500)
+    if _log_failures:
+        ctx.site = taken.site
+        ctx.started = mono_now()
     r = call_step(plan, taken, request, ctx)
     if type(r) is not StepResult:
         r = step_result(await r)
     if _trace_steps:
         trace_step(node, taken, <StepResult>r)
+    if _log_failures and not (200 <= (<StepResult>r).status <= 299):
+        log_step_failure(plan.name, taken.site, (<StepResult>r).status, None, ctx.started)
     return r
 
 
@@ -287,11 +356,16 @@ async def run_splitter(CompiledPlan plan, PlanNode node, object request, RunCont
     for s in node.steps:
         step = <PlanStep>s
         if point < step.weight_end:
+            if _log_failures:
+                ctx.site = step.site
+                ctx.started = mono_now()
             r = call_step(plan, step, request, ctx)
             if type(r) is not StepResult:
                 r = step_result(await r)
             if _trace_steps:
                 trace_step(node, step, <StepResult>r)
+            if _log_failures and not (200 <= (<StepResult>r).status <= 299):
+                log_step_failure(plan.name, step.site, (<StepResult>r).status, None, ctx.started)
             return r
     raise RouteFailure("no Splitter step was picked: weights do not sum to 100")
 
@@ -303,14 +377,31 @@ cdef class EnsembleJoin:
     # outcomes: per step a StepResult, an exception, or None while pending;
     # waiter: a Future set to None (all succeeded), the deciding StepResult, or the failure
 
-    def __cinit__(self, PlanNode node, object waiter):
+    def __cinit__(self, CompiledPlan plan, PlanNode node, object waiter):
+        self.plan = plan
         self.node = node
         self.outcomes = [None] * len(node.steps)
         self.cursor = 0
         self.waiter = waiter
+        if _log_failures:
+            self.started = mono_now()
+            self.contexts = [None] * len(node.steps)
 
     cdef void settle(self, int i, object outcome):
+        cdef RunContext branch
         self.outcomes[i] = outcome
+        if self.contexts is not None:
+            # steps that finish after the node is decided failed all the same
+            if type(outcome) is StepResult:
+                if not (200 <= (<StepResult>outcome).status <= 299):
+                    log_step_failure(self.plan.name, (<PlanStep>self.node.steps[i]).site,
+                                     (<StepResult>outcome).status, None, self.started)
+            elif isinstance(outcome, _UpstreamError):
+                branch = self.contexts[i]
+                if branch is None:
+                    log_step_failure(self.plan.name, (<PlanStep>self.node.steps[i]).site, 0, outcome, self.started)
+                else:       # from a step inside the node this step runs
+                    log_step_failure(self.plan.name, branch.site, 0, outcome, branch.started)
         if self.waiter.done():
             return
         if not isinstance(outcome, StepResult):
@@ -357,15 +448,20 @@ cdef bint _is_object_or_null(object body) except -1:
 
 async def run_ensemble(CompiledPlan plan, PlanNode node, object request, RunContext ctx):
     cdef PlanStep step
+    cdef RunContext branch
     cdef int i, n = len(node.steps)
     loop = _running_loop()
     waiter = loop.create_future()
-    join = EnsembleJoin(node, waiter)
+    join = EnsembleJoin(plan, node, waiter)
     pending = []
     for i in range(n):
         step = <PlanStep>node.steps[i]
+        branch = ctx
+        if join.contexts is not None and step.target == TARGET_NODE:
+            branch = branch_context(ctx)
+            join.contexts[i] = branch
         try:
-            r = call_step(plan, step, request, ctx)
+            r = call_step(plan, step, request, branch)
         except BaseException as e:
             if isinstance(e, (RouteFailure, _UpstreamError)):
                 join.settle(i, e)
@@ -491,4 +587,5 @@ async def execute(CompiledPlan plan, object body, RunContext ctx):
             return answer(await run_sequence(plan, root, body, ctx))
         return answer(step_result(await run_node(plan, root, body, ctx, True)))
     except (RouteFailure, _UpstreamError) as e:
+        log_request_failure(plan, ctx, e)
         return failure_answer(e)

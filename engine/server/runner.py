@@ -95,8 +95,12 @@ class RouterInstance:
                                   kserve_paths=options.reserved_paths == "kserve")
         if options.access_log:
             self.app.enable_access_log(logging.getLogger("engine.access"))
-        if logging.getLogger("engine.steps").isEnabledFor(logging.DEBUG):
-            _core.set_step_tracing(logging.getLogger("engine.steps"))
+        steps = logging.getLogger("engine.steps")
+        if steps.isEnabledFor(logging.DEBUG):
+            _core.set_step_tracing(steps)
+        # failed step calls are logged at INFO (4xx) or WARNING; above that, no records
+        # and no clock reads per step
+        _core.set_step_failure_log(steps if steps.isEnabledFor(logging.WARNING) else None)
         timeouts = self.plan.timeouts
         self.http = _core.HttpServer(
             self.app,

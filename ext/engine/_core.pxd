@@ -54,6 +54,8 @@ cdef class RunContext:
     cdef readonly double timeout        # serviceClient seconds; <= 0: none
     cdef readonly object request_headers  # as received, for local callables
     cdef readonly bint v2_bridge        # the request entered as an OIP message (bridge.pyx)
+    cdef tuple site                     # failure records: PlanStep.site of the step running
+    cdef double started                 #   and when it started (plan.pyx, _log_failures)
 
 
 cdef class Backend:
@@ -81,6 +83,7 @@ cdef class PlanStep:
     cdef readonly bint map_predictions
     cdef readonly bint hard
     cdef readonly int weight_end        # Splitter: cumulative weight up to this step
+    cdef readonly tuple site            # (node name, step name or index, target or None)
 
 
 cdef class PlanNode:
@@ -105,10 +108,13 @@ cdef class Response:
 
 
 cdef class EnsembleJoin:
+    cdef CompiledPlan plan
     cdef PlanNode node
     cdef list outcomes
     cdef int cursor
     cdef object waiter
+    cdef double started                 # failure records: when the steps were started,
+    cdef list contexts                  #   and the own RunContext of each node step
     cdef void settle(self, int i, object outcome)
     cdef void advance(self)
 
