@@ -727,3 +727,15 @@ def map_predictions_to_instances(body):
     for the request ``body``: ``{"instances": <predictions>}`` re-encoded exactly as
     Go's encoding/json does, or ``body`` itself when Go leaves it as it is."""
     return go_map_predictions(body)
+
+
+def go_quote(str text):
+    """``text`` as Go's json.Marshal writes a string (HTML-safe escapes, U+2028 and
+    U+2029 escaped, ``\\b`` and ``\\f`` short, as Go 1.22 and later)."""
+    cdef GoJsonRoundTrip rt = GoJsonRoundTrip.__new__(GoJsonRoundTrip)
+    cdef bytes raw = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace").encode()
+    rt.scratch.len = 0
+    buf_put(&rt.scratch, raw, len(raw))
+    rt.out.len = 0
+    rt.encode_scratch()
+    return PyBytes_FromStringAndSize(rt.out.data, rt.out.len)

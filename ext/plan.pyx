@@ -149,7 +149,7 @@ cdef class PlanStep:
         self.index = index
         self.name = name
         key = name if name else str(index)
-        self.ensemble_key = _json_dumps(key) + b":"
+        self.ensemble_key = go_quote(key) + b":"     # go_json.pyx: Go's escaping
         self.target = target
         self.node_index = node_index
         self.backend = backend
@@ -164,6 +164,7 @@ cdef class PlanStep:
 @cython.final
 cdef class PlanNode:
     def __init__(self, int index, str name, int router_type, tuple steps):
+        cdef PlanStep step
         self.index = index
         self.name = name
         self.router_type = router_type
@@ -171,11 +172,13 @@ cdef class PlanNode:
         for s in steps:
             (<PlanStep>s).site = (name, (<PlanStep>s).name or str((<PlanStep>s).index),
                                   (<PlanStep>s).backend.description if (<PlanStep>s).backend is not None else None)
-        # Go marshals the merged map with its keys sorted; a later step with the same
-        # key overwrites an earlier one
+        # Go marshals the merged map with its keys sorted by their bytes (before
+        # escaping); a later step with the same key overwrites an earlier one
         by_key = {}
         for s in steps:
-            by_key[(<PlanStep>s).ensemble_key] = (<PlanStep>s).index
+            step = <PlanStep>s
+            key = (step.name if step.name else str(step.index)).encode("utf-8", "surrogatepass")
+            by_key[key] = step.index
         self.ensemble_order = tuple(by_key[k] for k in sorted(by_key))
 
 

@@ -450,3 +450,17 @@ def test_propagated_values_are_trimmed_as_go_reads_them(loop):
     g = graph({"root": seq({"serviceName": "m1"})}, m1=m1)
     run(loop, g, {}, headers=[("x-a", "  ab \t"), ("x-b", "c d")], propagate_headers="X-.*")
     assert m1.calls[0][1] == {"X-A": "ab", "X-B": "c d"}
+
+
+def test_ensemble_keys_are_written_and_ordered_as_go_marshals_a_map(loop):
+    """Go sorts map keys by their bytes before escaping ('a"' < 'a#', though the
+    escaped '"a\\""' sorts after '"a#"') and escapes '<', '>', '&' as \\u003c..."""
+    ms = [Model({"p": i}) for i in range(4)]
+    g = graph({"root": {"routerType": "Ensemble", "steps": [
+        {"name": "x<y&z", "serviceName": "a"}, {"name": "a#", "serviceName": "b"},
+        {"name": 'a"', "serviceName": "c"}, {"name": "\u00e9", "serviceName": "d"}]}},
+        a=ms[0], b=ms[1], c=ms[2], d=ms[3])
+    r = run(loop, g, {})
+    assert r.status == 200
+    assert r.body == (b'{"a\\"":{"p":2},"a#":{"p":1},"x\\u003cy\\u0026z":{"p":0},'
+                      b'"\xc3\xa9":{"p":3}}')
