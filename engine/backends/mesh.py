@@ -108,7 +108,8 @@ async def _get_status(url: str) -> int:
     first_error: OSError | None = None
     for family, _, _, _, address in addresses:
         try:
-            reader, writer = await asyncio.open_connection(address[0], address[1], family=family)
+            ip, ip_port = str(address[0]), int(address[1])
+            reader, writer = await asyncio.open_connection(ip, ip_port, family=family)
             break
         except OSError as e:
             first_error = first_error or e
