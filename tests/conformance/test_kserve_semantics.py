@@ -436,6 +436,12 @@ def test_patterns_re2_refuses_are_skipped_with_a_warning(pattern):
     assert len(problems) == 1 and problems[0].startswith(f"failed to compile pattern {pattern!r}")
 
 
+def test_unicode_classes_python_lacks_are_skipped_with_a_warning():
+    patterns, problems = _core.compile_header_patterns(r"X-\pL+,X-Ok")
+    assert len(patterns) == 1 and len(problems) == 1
+    assert problems[0].startswith("failed to compile pattern 'X-\\\\pL+'")
+
+
 def test_re2_classes_are_ascii_only():
     """RE2's \\w, \\d and \\s never match non-ASCII letters; Python's would."""
     patterns, problems = _core.compile_header_patterns(r"^X-\w+$")
