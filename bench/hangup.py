@@ -138,9 +138,10 @@ async def run(opts) -> dict:
     http = _core.HttpServer(model.handle)
     server = await asyncio.get_running_loop().create_server(http.protocol_factory, "127.0.0.1", 0)
     model_port = server.sockets[0].getsockname()[1]
-    # one v2 step: the HTTP front end sends it bytes, the gRPC front end a message
+    # one step: the HTTP front end sends it bytes, the gRPC front end a message
+    path = "/v2/models/m/infer" if opts.step == "v2" else "/v1/models/m:predict"
     spec = {"nodes": {"root": {"routerType": "Sequence", "steps": [
-        {"serviceUrl": f"http://127.0.0.1:{model_port}/v2/models/m/infer"}]}}}
+        {"serviceUrl": f"http://127.0.0.1:{model_port}{path}"}]}}}
     http_port, grpc_port = free_port(), free_port()
     with tempfile.TemporaryDirectory() as d:
         log = open(os.path.join(d, "router.log"), "w+")
@@ -179,6 +180,8 @@ def main(argv=None) -> int:
     p.add_argument("--clients", type=int, default=100)
     p.add_argument("--hold", type=float, default=15.0, help="seconds the model holds a request")
     p.add_argument("--give-up", type=float, default=0.1, help="seconds before a client hangs up")
+    p.add_argument("--step", choices=("v1", "v2"), default="v2",
+                   help="the step's URL: KServe's v1 predict path or the v2 infer path")
     p.add_argument("--settle", type=float, default=3.0,
                    help="seconds to watch for calls sent after their clients left")
     opts = p.parse_args(argv)
