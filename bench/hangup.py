@@ -92,8 +92,8 @@ async def timed_http(port: int, timeout: float) -> float:
 def _infer_request(hold: bool) -> bytes:
     import numpy as np
     from engine.oip import InferRequest, from_numpy, join
-    req = InferRequest("g", [from_numpy("x", np.array([1.0], dtype=np.float32))],
-                       parameters={"hold": True} if hold else None)
+    # the tensor's name is what the model looks for: it survives every conversion
+    req = InferRequest("g", [from_numpy("hold" if hold else "x", np.array([1.0], dtype=np.float32))])
     return join(req.to_grpc())
 
 
@@ -167,6 +167,7 @@ async def run(opts) -> dict:
             result["grpc_then_http_request_s"] = await timed_http(http_port, opts.hold + 5)
             await asyncio.sleep(opts.settle)
             result["grpc_sent_after_clients_left"] = sum(1 for t in model.arrivals[:-2] if t > left + 0.05)
+            result["grpc_reached_model"] = len(model.arrivals) - 2
             return result
         finally:
             proc.terminate()
