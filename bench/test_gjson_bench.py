@@ -93,7 +93,7 @@ def test_tensor_1MB_valid(benchmark):
     assert benchmark(gjson.valid, TENSOR) is True
 
 
-# The router's own request shapes (bench/load.py): a 16 KB Switch request whose
+# The router's own request shapes (bench/scenarios.py): a 16 KB Switch request whose
 # matching instance comes last, and the 1 MB Sequence body of 16-float rows.  The
 # router runs c_valid on each, then Path.c_exists for the Switch conditions.
 ROUTER_DOCS = {"switch16k": switch_body(), "seq3_1mb": mb_body()}
