@@ -177,10 +177,8 @@ class StepResult:
 class RunContext:
     headers: list[tuple[bytes, bytes]]
     timeout: float
-    request_headers: object
     v2_bridge: bool
-    def __init__(self, headers: list[tuple[bytes, bytes]], timeout: float,
-                 request_headers: object = None) -> None: ...
+    def __init__(self, headers: list[tuple[bytes, bytes]], timeout: float) -> None: ...
 
 class Backend:
     description: str
@@ -242,10 +240,8 @@ class PlanNode:
 class CompiledPlan:
     nodes: tuple[PlanNode, ...]
     service_timeout: float
-    propagate_patterns: list[re.Pattern[str]]
     name: str
-    def __init__(self, nodes: tuple[PlanNode, ...], service_timeout: float,
-                 propagate_patterns: list[re.Pattern[str]], name: str) -> None: ...
+    def __init__(self, nodes: tuple[PlanNode, ...], service_timeout: float, name: str) -> None: ...
 
 class Response:
     status: int

@@ -151,7 +151,7 @@ def compile_graph(graph, *, policy: Policy | None = None):
         spec = os.environ.get("PROPAGATE_HEADERS")
     patterns, problems = _core.compile_header_patterns(spec) if spec is not None else ([], [])
     compiled = _core.CompiledPlan(
-        tuple(nodes), float(timeouts.service_client or 0), patterns, graph.name or "")
+        tuple(nodes), float(timeouts.service_client or 0), graph.name or "")
     plan = Plan(graph, compiled, _core.HeaderPropagation(patterns), backends.http,
                 timeouts=timeouts, warnings=problems)
     plan.grpc_pool = backends.grpc

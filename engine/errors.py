@@ -4,7 +4,7 @@ EngineError
 ├── GraphSpecError (also ValueError)      the user's graph
 │   └── GraphValidationError              every diagnostic of a graph that failed validation
 ├── BadRequestError (also ValueError)     the request sent to the graph
-├── UpstreamError                         a model server (status or transport failure)
+├── UpstreamError                         a model server (transport failure, unusable answer)
 ├── ServeError                            the router's environment (a port in use,
 │                                         workers that keep crashing)
 └── InternalEngineError                   the engine itself
@@ -79,11 +79,12 @@ class BadRequestError(EngineError, ValueError):
 
 
 class UpstreamError(EngineError):
-    """A model server failed: ``status`` for an HTTP answer, ``cause`` for transport."""
+    """A model server could not be reached or answered what cannot be used (refused,
+    reset, timed out, a malformed answer); ``url`` names the step's target. A model's
+    own non-2xx answer is no error: it is a result that Soft/Hard dependencies act on."""
 
-    def __init__(self, message: str, *, status: int | None = None, url: str | None = None):
+    def __init__(self, message: str, *, url: str | None = None):
         super().__init__(message)
-        self.status = status
         self.url = url
 
 

@@ -52,10 +52,12 @@ class Plan:
         ``body``: bytes (forwarded as is), an ``engine.oip.InferRequest``, str, or a
         JSON-serialisable object.
         ``headers``: the request's headers; those matching PROPAGATE_HEADERS go to
-        every step. Always answers a Response: model failures come back with
-        KServe's status codes and error bodies, never as exceptions."""
+        every step. Model and transport failures come back as a Response with
+        KServe's status codes and error bodies; raises BadRequestError for a body it
+        cannot encode, and orjson.JSONEncodeError (a TypeError) when an in-process
+        model returns a value that is not JSON-serialisable."""
         pairs = header_pairs(headers)
-        ctx = _core.RunContext(self.propagation.select(pairs), self.compiled.service_timeout, pairs)
+        ctx = _core.RunContext(self.propagation.select(pairs), self.compiled.service_timeout)
         return await _core.execute(self.compiled, encode_body(body), ctx)
 
     async def aclose(self) -> None:

@@ -65,7 +65,7 @@ cdef class GraphApp:
 
     async def run_graph(self, HttpRequest request):
         cdef RunContext ctx = RunContext(self.propagation.select(request.headers),
-                                         self.plan.service_timeout, request.headers)
+                                         self.plan.service_timeout)
         cdef Response r
         cdef PlanNode root = <PlanNode>self.plan.nodes[0]
         cdef double started = mono_now() if self.access_log is not None else 0.0

@@ -121,7 +121,7 @@ async def app_execute(GraphApp app, object body, list headers, double deadline=0
     cdef double timeout = app.plan.service_timeout
     if deadline > 0 and (timeout <= 0 or deadline < timeout):
         timeout = deadline
-    cdef RunContext ctx = RunContext(app.propagation.select(headers), timeout, headers)
+    cdef RunContext ctx = RunContext(app.propagation.select(headers), timeout)
     cdef Response r
     app.in_flight += 1
     try:

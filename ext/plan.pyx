@@ -87,7 +87,7 @@ cdef RunContext branch_context(RunContext ctx):
     """A copy of ``ctx`` (every field a step reads) for one concurrent Ensemble step
     that runs a node: its steps note themselves on it, not on the context shared with
     their siblings."""
-    cdef RunContext copy = RunContext(ctx.headers, ctx.timeout, ctx.request_headers)
+    cdef RunContext copy = RunContext(ctx.headers, ctx.timeout)
     copy.v2_bridge = ctx.v2_bridge
     return copy
 
@@ -120,10 +120,9 @@ cdef class RunContext:
     per-call timeout, and whether bytes may be bridged to v2 steps (``v2_bridge``: set
     by execute() when the request entered as an OIP message)."""
 
-    def __cinit__(self, list headers, double timeout, object request_headers=None):
+    def __cinit__(self, list headers, double timeout):
         self.headers = headers
         self.timeout = timeout
-        self.request_headers = request_headers
 
 
 cdef class Backend:
@@ -184,12 +183,11 @@ cdef class PlanNode:
 
 @cython.final
 cdef class CompiledPlan:
-    def __init__(self, tuple nodes, double service_timeout, list propagate_patterns, str name):
+    def __init__(self, tuple nodes, double service_timeout, str name):
         if not nodes:
             raise _InternalEngineError("a plan needs at least its root node")
         self.nodes = nodes
         self.service_timeout = service_timeout
-        self.propagate_patterns = propagate_patterns
         self.name = name
 
 

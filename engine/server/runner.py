@@ -149,7 +149,7 @@ class RouterInstance:
         self.server.close()
         grpc_stop = None
         if self.grpc is not None:
-            # new calls refused now; in-flight ones get the HTTP drain's time
+            # new calls refused now; in-flight ones get GRPC_GRACE_SECONDS
             grpc_stop = asyncio.ensure_future(self.grpc.stop(GRPC_GRACE_SECONDS))
         await self.http.drain(None)
         await self.server.wait_closed()

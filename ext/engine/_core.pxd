@@ -52,7 +52,6 @@ cdef class StepResult:
 cdef class RunContext:
     cdef readonly list headers          # [(bytes, bytes)] forwarded to every step
     cdef readonly double timeout        # serviceClient seconds; <= 0: none
-    cdef readonly object request_headers  # as received, for local callables
     cdef readonly bint v2_bridge        # the request entered as an OIP message (bridge.pyx)
     cdef tuple site                     # failure records: PlanStep.site of the step running
     cdef double started                 #   and when it started (plan.pyx, _log_failures)
@@ -97,7 +96,6 @@ cdef class PlanNode:
 cdef class CompiledPlan:
     cdef readonly tuple nodes           # of PlanNode; nodes[0] is root
     cdef readonly double service_timeout
-    cdef readonly list propagate_patterns   # compiled re.Pattern objects
     cdef readonly str name
 
 
