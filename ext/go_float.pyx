@@ -255,10 +255,7 @@ cdef int put_go_number(GoBuf *b, const unsigned char *s, Py_ssize_t n) except -1
         return 1
     if x == 0:
         return buf_put(b, b"-0", 2) if ige_bits_of(x) >> 63 else buf_byte(b, b'0')
-    shortest_decimal(x, &digits, &exp10)
-    while digits % 10 == 0:
-        digits //= 10
-        exp10 += 1
+    trimmed_shortest_decimal(x, &digits, &exp10)
     if num.plain and not num.truncated and 1e-6 <= fabs(x) < 1e21:
         # longer texts often are the shortest decimal already (another JSON encoder's)
         man = num.man
@@ -281,6 +278,14 @@ cdef inline uint64_t round_to_odd(uint64_t g1, uint64_t g0, uint64_t cp) noexcep
     cdef uint64_t z = (y0 >> 1) + x1
     cdef uint64_t vb = y1 + (z >> 63)
     return vb | (((z & _MASK63) + _MASK63) >> 63)
+
+
+cdef inline void trimmed_shortest_decimal(double x, uint64_t *digits, int *exp10) noexcept:
+    """shortest_decimal without trailing zero digits (x nonzero)."""
+    shortest_decimal(x, digits, exp10)
+    while digits[0] % 10 == 0:
+        digits[0] //= 10
+        exp10[0] += 1
 
 
 cdef void shortest_decimal(double x, uint64_t *digits, int *exp10) noexcept:
@@ -352,10 +357,7 @@ cdef int put_go_float(GoBuf *b, double x) except -1:
         build_float_tables()
     if x == 0:
         return buf_put(b, b"-0", 2) if ige_bits_of(x) >> 63 else buf_byte(b, b'0')
-    shortest_decimal(x, &digits, &exp10)
-    while digits % 10 == 0:
-        digits //= 10
-        exp10 += 1
+    trimmed_shortest_decimal(x, &digits, &exp10)
     return put_decimal(b, x, digits, exp10)
 
 

@@ -13,13 +13,12 @@ import shutil
 import signal
 import subprocess
 import time
-import urllib.error
 import urllib.request
 
 import pytest
 
 from routerkit import ThreadedModel, free_port
-from test_pod_contract import POD_UID, controller_spec, http_get, wait_ready
+from test_pod_contract import POD_UID, assert_readiness_fails, controller_spec, http_get, wait_ready
 
 IMAGE = os.environ.get("IGE_IMAGE")
 RUNTIME = shutil.which("podman") or shutil.which("docker")
@@ -70,14 +69,7 @@ def test_image_serves_and_drains_as_the_kserve_pod():
 
             subprocess.run([RUNTIME, "kill", "--signal", "TERM", name], check=True,
                            capture_output=True, timeout=30)
-            deadline, seen = time.monotonic() + 10, []
-            while time.monotonic() < deadline and 503 not in seen:
-                try:
-                    seen.append(http_get(port, "/readyz"))
-                except (urllib.error.URLError, OSError) as e:  # the drain already ended
-                    seen.append(repr(e))
-                    break
-            assert 503 in seen, f"readiness never failed during the drain: {seen}"
+            assert_readiness_fails(port)
             _, err = proc.communicate(timeout=60)
         finally:
             if proc.poll() is None:

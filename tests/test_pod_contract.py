@@ -131,6 +131,18 @@ def http_get(port: int, path: str) -> int:
         return e.code
 
 
+def assert_readiness_fails(port: int) -> None:
+    """After SIGTERM: /readyz answers 503 while the router drains (polled, bounded)."""
+    deadline, seen = time.monotonic() + 10, []
+    while time.monotonic() < deadline and 503 not in seen:
+        try:
+            seen.append(http_get(port, "/readyz"))
+        except (urllib.error.URLError, OSError) as e:  # the drain already ended
+            seen.append(repr(e))
+            break
+    assert 503 in seen, f"readiness never failed during the drain: {seen}"
+
+
 def wait_ready(proc, port: int, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -201,14 +213,7 @@ def test_router_serves_and_drains_as_the_kserve_pod(pod_fs):
                 assert live(b"", timeout=10, wait_for_ready=True) == b"\x08\x01"
 
             proc.send_signal(signal.SIGTERM)
-            deadline, seen = time.monotonic() + 10, []
-            while time.monotonic() < deadline and 503 not in seen:
-                try:
-                    seen.append(http_get(port, "/readyz"))
-                except (urllib.error.URLError, OSError) as e:  # the drain already ended
-                    seen.append(repr(e))
-                    break
-            assert 503 in seen, f"readiness never failed during the drain: {seen}"
+            assert_readiness_fails(port)
             _, err = proc.communicate(timeout=30)
         finally:
             if proc.poll() is None:
