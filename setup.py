@@ -1,7 +1,9 @@
 """Build: cythonize every ext/_<name>.pyx into the extension module engine._<name>.
 
-Declarations shared between modules live at ext/engine/<module>.pxd, so Cython finds
-them by full dotted name with include_path=["ext"].  ENGINE_DEBUG=1 builds with
+A module's root file includes the files of its layers from ext/'s sub-folders
+(base/, json/, http/, oip/, core/, backends/, front/, gjson/). Its declarations live
+at ext/engine/<module>.pxd, which includes the .pxd beside each file, so Cython
+finds them by full dotted name with include_path=["ext"].  ENGINE_DEBUG=1 builds with
 annotate, line tracing and the invariant checks that release builds compile out.
 The gRPC modules engine/protos/grpc_predict_v2_pb2*.py are generated here from
 protos/grpc_predict_v2.proto with grpcio-tools (a build requirement), never committed.
@@ -29,8 +31,9 @@ def drop_stale_c(pyx: Path, mode_changed: bool) -> None:
     if mode_changed:
         c_file.unlink()
         return
-    sources = [pyx, *(HERE / "ext").glob("[!_]*.pyx"), *(HERE / "ext").glob("*.pxi"),
-               *(HERE / "ext" / "engine").glob("*.pxd")]
+    ext = HERE / "ext"
+    sources = [pyx, *(p for p in ext.rglob("*.pyx") if p.parent != ext),
+               *ext.rglob("*.pxi"), *ext.rglob("*.pxd")]
     if max(p.stat().st_mtime for p in sources) > c_file.stat().st_mtime:
         c_file.unlink()
 

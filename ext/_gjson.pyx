@@ -16,11 +16,11 @@ from libc.string cimport memchr, memcmp, memcpy, memset, strlen
 cdef extern from *:
     Py_ssize_t PY_SSIZE_T_MAX
 
-include "gjson_scan.pyx"
-include "gjson_valid.pyx"
-include "gjson_eval.pyx"
-include "gjson_mods.pyx"
-include "gjson_diag.pyx"
+include "gjson/scan.pyx"
+include "gjson/valid.pyx"
+include "gjson/eval.pyx"
+include "gjson/mods.pyx"
+include "gjson/diag.pyx"
 
 TYPE_NAMES = ("Null", "False", "Number", "String", "True", "JSON")
 

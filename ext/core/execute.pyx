@@ -1,4 +1,4 @@
-# The plan executor: runs one request through a CompiledPlan with exactly the
+# The executor: runs one request through a CompiledPlan with exactly the
 # semantics of KServe's Go router (cmd/router/main.go), reading JSON only where those
 # semantics need it and forwarding every other body as the same buffer.
 cimport cython
@@ -90,105 +90,6 @@ cdef RunContext branch_context(RunContext ctx):
     cdef RunContext copy = RunContext(ctx.headers, ctx.timeout)
     copy.v2_bridge = ctx.v2_bridge
     return copy
-
-
-class RouteFailure(Exception):
-    """A step or node failed: KServe answers 500 (404 for a Switch miss at the root)
-    with {"error": "Failed to process request", "cause": <cause>}."""
-
-    def __init__(self, str cause, int status=500):
-        Exception.__init__(self, cause)
-        self.cause = cause
-        self.status = status
-
-
-@cython.final
-cdef class StepResult:
-    """One answer of a step: status code and body (any bytes-like object)."""
-
-    def __cinit__(self, int status, object body):
-        self.status = status
-        self.body = body
-
-    def __repr__(self):
-        return f"StepResult({self.status}, {self.body if is_oip(self.body) else bytes(self.body)[:60]!r})"
-
-
-@cython.final
-cdef class RunContext:
-    """Per-request state shared by every step: the headers to forward, the
-    per-call timeout, and whether bytes may be bridged to v2 steps (``v2_bridge``: set
-    by execute() when the request entered as an OIP message)."""
-
-    def __cinit__(self, list headers, double timeout):
-        self.headers = headers
-        self.timeout = timeout
-
-
-cdef class Backend:
-    """A step's model target. ``call`` returns a StepResult, or an awaitable of one,
-    and raises UpstreamError for transport failures."""
-
-    cdef object call(self, object body, RunContext ctx):
-        raise _InternalEngineError(f"{type(self).__name__} does not implement call()")
-
-    def __repr__(self):
-        return f"<{type(self).__name__} {self.description}>"
-
-    def invoke(self, body, RunContext ctx):
-        """Python entry to ``call`` (tests, tools)."""
-        return self.call(body, ctx)
-
-
-@cython.final
-cdef class PlanStep:
-    def __init__(self, int index, str name, int target, int node_index, Backend backend,
-                 Path condition, str condition_text, bint use_response, bint map_predictions,
-                 bint hard, int weight_end):
-        self.index = index
-        self.name = name
-        key = name if name else str(index)
-        self.ensemble_key = go_quote(key) + b":"     # go_json.pyx: Go's escaping
-        self.target = target
-        self.node_index = node_index
-        self.backend = backend
-        self.condition = condition
-        self.condition_text = condition_text
-        self.use_response = use_response
-        self.map_predictions = map_predictions
-        self.hard = hard
-        self.weight_end = weight_end
-
-
-@cython.final
-cdef class PlanNode:
-    def __init__(self, int index, str name, int router_type, tuple steps):
-        cdef PlanStep step
-        self.index = index
-        self.name = name
-        self.router_type = router_type
-        self.steps = steps
-        for s in steps:
-            (<PlanStep>s).site = (name, (<PlanStep>s).name or str((<PlanStep>s).index),
-                                  (<PlanStep>s).backend.description if (<PlanStep>s).backend is not None else None)
-        # Go marshals the merged map with its keys sorted by their bytes (before
-        # escaping); a later step with the same key overwrites an earlier one
-        by_key = {}
-        for s in steps:
-            step = <PlanStep>s
-            key = (step.name if step.name else str(step.index)).encode("utf-8", "surrogatepass")
-            by_key[key] = step.index
-        self.ensemble_order = tuple(by_key[k] for k in sorted(by_key))
-
-
-@cython.final
-cdef class CompiledPlan:
-    def __init__(self, tuple nodes, double service_timeout, str name):
-        if not nodes:
-            raise _InternalEngineError("a plan needs at least its root node")
-        self.nodes = nodes
-        self.service_timeout = service_timeout
-        self.name = name
 
 
 # ---- JSON checks on raw bytes ---------------------------------------------------
@@ -517,27 +418,6 @@ cdef object merge_ensemble(PlanNode node, list outcomes):
 
 
 # ---- one request, start to answer ---------------------------------------------------
-
-@cython.final
-cdef class Response:
-    """The graph's answer: ``status``, ``body`` (bytes-like) and ``content_type``."""
-
-    def __cinit__(self, int status, object body, bytes content_type=None):
-        self.status = status
-        self.body = body
-        self.content_type = content_type
-
-    @property
-    def headers(self):
-        return {"Content-Type": self.content_type.decode()} if self.content_type else {}
-
-    def json(self):
-        """The body decoded as JSON."""
-        return _json_loads(self.body)
-
-    def __repr__(self):
-        return f"Response({self.status}, {self.body if is_oip(self.body) else bytes(self.body)[:80]!r})"
-
 
 cdef bytes CT_JSON = b"application/json"
 cdef bytes CT_TEXT = b"text/plain; charset=utf-8"

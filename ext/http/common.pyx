@@ -1,4 +1,4 @@
-# Shared pieces of the HTTP server and client: clock, Date header, status lines,
+# Shared pieces of the HTTP server and client: Date header, status lines,
 # header rendering into one preallocated bytes object.
 from libc.string cimport memcpy, memchr, memcmp
 from cpython.bytearray cimport PyByteArray_AS_STRING
@@ -26,13 +26,6 @@ cdef extern from "<string.h>" nogil:
 # Bodies up to this size are copied behind the head so that one write carries the
 # whole message; larger ones go out as a second buffer, never concatenated.
 cdef Py_ssize_t SMALL_BODY = 16384
-
-
-cdef inline double mono_now() noexcept nogil:
-    """CLOCK_MONOTONIC seconds; timers are armed with call_later(deadline - now)."""
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return <double>ts.tv_sec + <double>ts.tv_nsec * 1e-9
 
 
 cdef time_t _date_second = 0

@@ -12,16 +12,6 @@ import asyncio as _asyncio
 cdef extern from "Python.h":
     int PyIter_Send(object iter, object arg, PyObject** presult) except -1
 
-# Invariant checks: setup.py defines ENGINE_DEBUG=1 in debug builds; in release builds
-# the constant is 0 and the compiler drops the checks.
-cdef extern from *:
-    """
-    #ifndef ENGINE_DEBUG
-    #define ENGINE_DEBUG 0
-    #endif
-    """
-    const bint ENGINE_DEBUG
-
 cdef object _AsyncioFuture = _asyncio.Future
 cdef object _CancelledErrorType = _asyncio.CancelledError
 cdef object _iscoroutine_fn = _asyncio.iscoroutine

@@ -31,40 +31,6 @@ cdef enum:
 cdef const char *_HEX = b"0123456789abcdef"
 
 
-# ---- growable byte buffer -----------------------------------------------------------
-
-cdef int buf_reserve(GoBuf *b, Py_ssize_t extra) except -1:
-    cdef Py_ssize_t need = b.len + extra
-    cdef Py_ssize_t cap = b.cap if b.cap else 256
-    cdef char *p
-    if need <= b.cap:
-        return 0
-    while cap < need:
-        cap *= 2
-    p = <char*>PyMem_Realloc(b.data, cap)
-    if p == NULL:
-        raise MemoryError()
-    b.data = p
-    b.cap = cap
-    return 0
-
-
-cdef inline int buf_put(GoBuf *b, const char *s, Py_ssize_t n) except -1:
-    if b.len + n > b.cap:
-        buf_reserve(b, n)
-    memcpy(b.data + b.len, s, n)
-    b.len += n
-    return 0
-
-
-cdef inline int buf_byte(GoBuf *b, char c) except -1:
-    if b.len + 1 > b.cap:
-        buf_reserve(b, 1)
-    b.data[b.len] = c
-    b.len += 1
-    return 0
-
-
 # ---- Go's rules, one at a time --------------------------------------------------------
 
 cdef inline int hex_value(unsigned char c) noexcept:
@@ -113,7 +79,7 @@ cdef Py_ssize_t utf8_size(const unsigned char *p, Py_ssize_t avail) noexcept:
     return size
 
 
-cdef int put_rune(GoBuf *b, unsigned int r) except -1:
+cdef int put_rune(ByteBuf *b, unsigned int r) except -1:
     cdef char enc[4]
     if r < 0x80:
         return buf_byte(b, <char>r)
@@ -353,7 +319,7 @@ cdef class GoJsonRoundTrip:
     cdef int unquote(self, Py_ssize_t i, Py_ssize_t end) except -1:
         """Go's unquoteBytes of a scanned string's content src[i:end], into scratch."""
         cdef const unsigned char *s = self.src
-        cdef GoBuf *b = &self.scratch
+        cdef ByteBuf *b = &self.scratch
         cdef unsigned char c
         cdef unsigned int r, r2
         cdef Py_ssize_t k
@@ -410,7 +376,7 @@ cdef class GoJsonRoundTrip:
         is well-formed UTF-8 (unquote made it so)."""
         cdef const unsigned char *s = <const unsigned char*>self.scratch.data
         cdef Py_ssize_t i = 0, n = self.scratch.len
-        cdef GoBuf *b = &self.out
+        cdef ByteBuf *b = &self.out
         cdef unsigned char c
         buf_reserve(b, 6 * n + 2)
         buf_byte(b, b'"')

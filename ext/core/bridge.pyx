@@ -89,30 +89,6 @@ cdef bint json_is_v2_response(object body) except -1:
         PyBuffer_Release(&view)
 
 
-@cython.final
-cdef class DelegateBackend(Backend):
-    """A backend implemented in Python (gRPC, HTTP v2): ``impl(body, ctx)`` returns a
-    StepResult or an awaitable of one. These protocols carry tensors, where the
-    Python call is small next to the payload.
-
-    With ``plain`` (an HTTP v2 URL), bytes bodies go to that backend unchanged,
-    unlooked at, as KServe's router sends them; only with bridging on (``bridge_bytes``,
-    Policy.v2_bridge, or a request that entered as a message) does a bytes v2 response
-    go to ``impl`` instead, whose outputs become the step's inputs."""
-
-    def __init__(self, impl, str description, Backend plain=None, bint bridge_bytes=False):
-        self.impl = impl
-        self.description = description
-        self.plain = plain
-        self.bridge_bytes = bridge_bytes
-
-    cdef object call(self, object body, RunContext ctx):
-        if self.plain is not None and not is_oip(body):
-            if not (self.bridge_bytes or ctx.v2_bridge) or not json_is_v2_response(body):
-                return self.plain.call(body, ctx)
-        return self.impl(body, ctx)
-
-
 async def app_execute(GraphApp app, object body, list headers, double deadline=0.0):
     """Run ``body`` (bytes or an OIP message) through ``app``'s plan for a front end
     other than the plain HTTP path (gRPC, HTTP v2), counted in the app's metrics.

@@ -238,7 +238,7 @@ cdef double number_value(const unsigned char *s, Py_ssize_t n, GoNumber *num) ex
             PyMem_Free(text)
 
 
-cdef int put_go_number(GoBuf *b, const unsigned char *s, Py_ssize_t n) except -1:
+cdef int put_go_number(ByteBuf *b, const unsigned char *s, Py_ssize_t n) except -1:
     """The JSON number s[:n] as Go re-encodes it through float64; 1 when it is out of
     float64's range (ParseFloat fails, and so does Unmarshal)."""
     cdef GoNumber num
@@ -349,7 +349,7 @@ cdef void shortest_decimal(double x, uint64_t *digits, int *exp10) noexcept:
     digits[0] = s if cmp < 0 or (cmp == 0 and (s & 1) == 0) else t
 
 
-cdef int put_go_float(GoBuf *b, double x) except -1:
+cdef int put_go_float(ByteBuf *b, double x) except -1:
     """x as Go's encoding/json writes a float64 (x finite)."""
     cdef uint64_t digits
     cdef int exp10
@@ -361,7 +361,7 @@ cdef int put_go_float(GoBuf *b, double x) except -1:
     return put_decimal(b, x, digits, exp10)
 
 
-cdef int put_decimal(GoBuf *b, double x, uint64_t digits, int exp10) except -1:
+cdef int put_decimal(ByteBuf *b, double x, uint64_t digits, int exp10) except -1:
     """x = digits * 10**exp10 (no trailing zeros in digits) in Go's float64 format:
     positional from 1e-6 up to 1e21, else d.ddde-7 / d.ddde+21 (no padding)."""
     cdef char text[24]
@@ -427,7 +427,7 @@ cdef int put_decimal(GoBuf *b, double x, uint64_t digits, int exp10) except -1:
 
 def go_format_float(double x):
     """Go's encoding/json text of the float64 ``x`` (finite), as bytes."""
-    cdef GoBuf b
+    cdef ByteBuf b
     b.data = NULL
     b.len = b.cap = 0
     try:

@@ -1,0 +1,4 @@
+# Declarations of ext/backends/local.pyx.
+cdef class LocalBackend(Backend):
+    cdef readonly object fn
+    cdef bint wants_headers

@@ -1,0 +1,11 @@
+# Declarations of ext/core/execute.pyx.
+cdef class EnsembleJoin:
+    cdef CompiledPlan plan
+    cdef PlanNode node
+    cdef list outcomes
+    cdef int cursor
+    cdef object waiter
+    cdef double started                 # failure records: when the steps were started,
+    cdef list contexts                  #   and the own RunContext of each node step
+    cdef void settle(self, int i, object outcome)
+    cdef void advance(self)
