@@ -100,8 +100,20 @@ class ClientResponse:
     @property
     def body(self) -> bytes: ...
 
-class ResponseSink:
+class StepCall:
+    """A backend call in flight (base/flow.pyx): awaitable, Future-like, settles once."""
+    def done(self) -> bool: ...
+    def cancelled(self) -> bool: ...
+    def result(self) -> Any: ...
+    def exception(self) -> BaseException | None: ...
+    def cancel(self, msg: object = ...) -> bool: ...
+    def add_done_callback(self, cb: Callable[..., Any], *, context: Any = ...) -> None: ...
+    def __await__(self) -> Generator[Any, None, Any]: ...
+
+class ResponseSink(StepCall):
     """Base of C-level receivers for HttpClient.c_request_to (subclass in Cython)."""
+
+def debug_counters() -> dict[str, int] | None: ...
 
 class HttpClient:
     """Per-host pools of keep-alive connections; errors are engine.errors.UpstreamError."""
@@ -172,7 +184,16 @@ class RouteFailure(Exception):
 class StepResult:
     status: int
     body: Body
-    def __init__(self, status: int, body: Body) -> None: ...
+    headers: HeaderList | None
+    def __init__(self, status: int, body: Body, headers: HeaderList | None = None) -> None: ...
+
+class RequestStats:
+    total: int
+    failed: int
+    cancelled: int
+    in_flight: int
+
+class FrontEnd: ...
 
 class RunContext:
     headers: list[tuple[bytes, bytes]]
@@ -186,21 +207,21 @@ class Backend:
 
 class LocalBackend(Backend):
     fn: Callable[..., Any]
-    def __init__(self, fn: Callable[..., Any], name: str | None = None) -> None: ...
+    def __init__(self, fn: Callable[..., Any], name: str | None = None,
+                 bridge: MessageBridge | None = None) -> None: ...
+
+def local_step_result(value: Any) -> StepResult: ...
+def local_failure_result(e: BaseException) -> StepResult: ...
 
 class HttpBackend(Backend):
     endpoint: Endpoint
     client: HttpClient
-    def __init__(self, endpoint: Endpoint, client: HttpClient) -> None: ...
+    def __init__(self, endpoint: Endpoint, client: HttpClient,
+                 bridge: MessageBridge | None = None) -> None: ...
     def request(self, body: Any, headers: Optional[HeaderList],
                 timeout: float = ...) -> HttpStepCall: ...
 
-class HttpStepCall(ResponseSink):
-    def done(self) -> bool: ...
-    def cancelled(self) -> bool: ...
-    def result(self) -> Any: ...
-    def cancel(self, msg: object = ...) -> bool: ...
-    def __await__(self) -> Generator[Any, None, Any]: ...
+class HttpStepCall(ResponseSink): ...
 
 class FailingBackend(Backend):
     cause: str
@@ -241,7 +262,9 @@ class CompiledPlan:
     nodes: tuple[PlanNode, ...]
     service_timeout: float
     name: str
-    def __init__(self, nodes: tuple[PlanNode, ...], service_timeout: float, name: str) -> None: ...
+    bridge: MessageBridge | None
+    def __init__(self, nodes: tuple[PlanNode, ...], service_timeout: float, name: str,
+                 bridge: MessageBridge | None = None) -> None: ...
 
 class Response:
     status: int
@@ -262,9 +285,9 @@ def go_format_float(x: float) -> bytes: ...
 def go_parse_float(text: Buffer) -> float: ...
 
 
-# ---- the router's HTTP application (app.pyx) ----------------------------------------
+# ---- the router's HTTP front end (front/app.pyx) ---------------------------------------
 
-class GraphApp:
+class GraphApp(FrontEnd):
     plan: CompiledPlan
     propagation: HeaderPropagation
     draining: bool
@@ -274,15 +297,22 @@ class GraphApp:
     in_flight: int
     access_log: logging.Logger | None
     kserve_paths: bool
+    stats: RequestStats
+    v2_front: Callable[..., Any] | None
     def __init__(self, plan: CompiledPlan, propagation: HeaderPropagation, *,
-                 kserve_paths: bool = False) -> None: ...
+                 kserve_paths: bool = False, v2_front: Callable[..., Any] | None = None) -> None: ...
+    def context(self, headers: HeaderList, deadline: float = 0.0) -> RunContext: ...
     def enable_access_log(self, logger: logging.Logger | None) -> None: ...
     def start_draining(self) -> None: ...
     def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]: ...
     def metrics_text(self) -> bytes: ...
 
 
-# ---- OIP v2 codec (oip.pyx) ------------------------------------------------------------
+# ---- OIP v2 codec (oip/codec.pyx) -------------------------------------------------------
+
+class Message:
+    """Base of engine.oip.InferRequest and InferResponse."""
+def body_is_oip(body: object) -> bool: ...
 
 OIP_DATATYPES: tuple[str, ...]
 def oip_itemsize(datatype: str) -> int: ...
@@ -315,16 +345,18 @@ def oip_encode_response(model_name: str, model_version: str, id: str, parameters
                         outputs: list[Tensor], raw: bool) -> list[Any]: ...
 
 
-# ---- protocol bridging (bridge.pyx) ------------------------------------------------------
+# ---- protocol bridging (core/bridge.pyx) ---------------------------------------------------
 
-def bridge_register(request_type: type, response_type: type, *,
-                    header_json: Callable[[Any], bytes],
-                    merge: Callable[[list[str], list[Any]], Any],
-                    json_body: Callable[[Any], bytes],
-                    local_call: Callable[..., Any],
-                    v2_front: Callable[..., Any],
-                    http_answer: Callable[[Any], bytes]) -> None: ...
-def body_is_oip(body: object) -> bool: ...
+class MessageBridge:
+    header_json: Callable[[Any], bytes]
+    merge: Callable[[list[str], list[Any]], Any]
+    json_body: Callable[[Any], bytes]
+    local_call: Callable[..., Any]
+    http_answer: Callable[[Any], bytes]
+    def __init__(self, *, header_json: Callable[[Any], bytes],
+                 merge: Callable[[list[str], list[Any]], Any],
+                 json_body: Callable[[Any], bytes], local_call: Callable[..., Any],
+                 http_answer: Callable[[Any], bytes]) -> None: ...
 
 class DelegateBackend(Backend):
     impl: Callable[[Any, RunContext], Any]
@@ -333,5 +365,3 @@ class DelegateBackend(Backend):
     def __init__(self, impl: Callable[[Any, RunContext], Any], description: str,
                  plain: Backend | None = None, bridge_bytes: bool = False) -> None: ...
 
-async def app_execute(app: GraphApp, body: Body, headers: HeaderList,
-                      deadline: float = 0.0) -> Response: ...

@@ -125,7 +125,7 @@ def local_call(fn, wants_headers: bool, msg, ctx):
         else:
             out = fn(req)
     except Exception as e:
-        return _core.StepResult(500, error_body(f"{type(e).__name__}: {e}"))
+        return _core.local_failure_result(e)
     if inspect.iscoroutine(out):
         return _finish_local(out, req)
     return local_result(out, req)
@@ -135,7 +135,7 @@ async def _finish_local(coro, req):
     try:
         out = await coro
     except Exception as e:
-        return _core.StepResult(500, error_body(f"{type(e).__name__}: {e}"))
+        return _core.local_failure_result(e)
     return local_result(out, req)
 
 
@@ -143,8 +143,6 @@ def local_result(out, req: InferRequest):
     """A local model's answer to a v2 request: InferResponse, a numpy array (output
     ``output0``), a dict of name -> array, a list of Tensor, or what a v1 local model
     may answer (StepResult, bytes, (status, body), JSON-serialisable)."""
-    if type(out) is _core.StepResult:
-        return out
     outputs = None
     if type(out) is InferResponse:
         if not out.id and req.id:
@@ -158,13 +156,7 @@ def local_result(out, req: InferRequest):
         outputs = list(out)
     if outputs is not None:
         return _core.StepResult(200, InferResponse(req.model_name, outputs, id=req.id))
-    if type(out) is tuple and len(out) == 2 and type(out[0]) is int:
-        status, out = out
-    else:
-        status = 200
-    if isinstance(out, (bytes, bytearray, memoryview)):
-        return _core.StepResult(status, out)
-    return _core.StepResult(status, orjson.dumps(out, option=orjson.OPT_SERIALIZE_NUMPY))
+    return _core.local_step_result(out)
 
 
 # ---- HTTP v2 front end (/v2/models/...) ---------------------------------------------
@@ -221,7 +213,7 @@ async def _v2_infer(app, request, name: str, version: str):
         except (BadRequestError, ValueError) as e:
             return _core.HttpResponse(400, error_body(str(e)), list(_JSON))
         body = req
-    r = await _core.app_execute(app, body, request.headers)
+    r = await _core.execute(app.plan, body, app.context(request.headers))
     if isinstance(r.body, (bytes, bytearray, memoryview)):
         if r.content_type is None:
             return _core.HttpResponse(r.status, r.body)
@@ -246,6 +238,6 @@ def http_answer(msg) -> bytes:
     return as_response(msg).to_json()
 
 
-_core.bridge_register(InferRequest, InferResponse, header_json=header_json, merge=merge,
-                      json_body=json_body, local_call=local_call, v2_front=v2_front,
-                      http_answer=http_answer)
+# What the compiler hands every plan (CompiledPlan.bridge) and the backends that convert
+BRIDGE = _core.MessageBridge(header_json=header_json, merge=merge, json_body=json_body,
+                             local_call=local_call, http_answer=http_answer)

@@ -9,6 +9,7 @@ from collections import deque
 from typing import Any, Callable, Mapping
 
 from . import _core
+from .bridge import BRIDGE
 from .errors import GraphSpecError
 
 ROUTER_TYPES = {
@@ -84,6 +85,7 @@ class _Backends:
         self.services.update(policy.services or {})
         self.namespace = resolve_namespace(graph, policy)
         self.by_key: dict[Any, Any] = {}
+        self.bridge = BRIDGE    # the OIP message converters, for backends that convert
         self.http = None
         self.grpc = None    # engine.backends.grpc.ChannelPool, once a step needs it
 
@@ -97,7 +99,7 @@ class _Backends:
         if callable(target):
             key = ("local", id(target))
             if key not in self.by_key:
-                self.by_key[key] = _core.LocalBackend(target, name)
+                self.by_key[key] = _core.LocalBackend(target, name, self.bridge)
             return self.by_key[key]
         if not isinstance(target, str):
             raise GraphSpecError(f"service {name!r} maps to {target!r}: expected a URL or a callable",
@@ -151,7 +153,7 @@ def compile_graph(graph, *, policy: Policy | None = None):
         spec = os.environ.get("PROPAGATE_HEADERS")
     patterns, problems = _core.compile_header_patterns(spec) if spec is not None else ([], [])
     compiled = _core.CompiledPlan(
-        tuple(nodes), float(timeouts.service_client or 0), graph.name or "")
+        tuple(nodes), float(timeouts.service_client or 0), graph.name or "", backends.bridge)
     plan = Plan(graph, compiled, _core.HeaderPropagation(patterns), backends.http,
                 timeouts=timeouts, warnings=problems)
     plan.grpc_pool = backends.grpc

@@ -225,7 +225,7 @@ def _str_field(doc: dict, key: str) -> str:
     return value
 
 
-class _Message:
+class _Message(_core.Message):
     __slots__ = ("model_name", "model_version", "id", "parameters")
     _fields: tuple[str, ...] = ()
     _tensor_field = ""           # the message's tensors: "inputs" or "outputs"
@@ -402,5 +402,3 @@ class InferResponse(_Message):
         """The v2 JSON body (every tensor's data inline)."""
         return self.to_http(False)[0][0]
 
-
-from . import bridge as _bridge  # noqa: E402,F401  binds the executor's bridging hooks

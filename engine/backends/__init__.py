@@ -74,4 +74,4 @@ def _http_backend(url: str, registry):
     v2 = v2_model_of(urlsplit(url).path)
     if v2 is not None:
         return make_v2_backend(url, v2[0], v2[1], registry.http, registry.policy.v2_bridge)
-    return _core.HttpBackend(_core.Endpoint(url), registry.http)
+    return _core.HttpBackend(_core.Endpoint(url), registry.http, getattr(registry, "bridge", None))

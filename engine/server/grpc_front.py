@@ -256,8 +256,8 @@ class GrpcFrontEnd:
         headers = [(key.encode("latin-1"), wire_value(value))
                    for key, value in context.invocation_metadata() or ()]
         remaining = context.time_remaining()
-        r = await _core.app_execute(self.app, req, headers,
-                                    remaining if remaining is not None else 0.0)
+        ctx = self.app.context(headers, remaining if remaining is not None else 0.0)
+        r = await _core.execute(self.app.plan, req, ctx)
         if not 200 <= r.status <= 299:
             cause = _error_text(r.body)
             return grpc_code_for(r.status, cause), cause

@@ -12,7 +12,7 @@ import time
 import uvloop
 
 from .. import _core
-from .. import bridge as _bridge  # noqa: F401  binds the v2 HTTP endpoints and bridging
+from ..bridge import v2_front
 from ..compiler import Policy
 from ..errors import GraphSpecError, ServeError
 
@@ -92,7 +92,8 @@ class RouterInstance:
         self.sock = sock
         self.plan = graph.compile(policy=options.policy)
         self.app = _core.GraphApp(self.plan.compiled, self.plan.propagation,
-                                  kserve_paths=options.reserved_paths == "kserve")
+                                  kserve_paths=options.reserved_paths == "kserve",
+                                  v2_front=v2_front)
         if options.access_log:
             self.app.enable_access_log(logging.getLogger("engine.access"))
         steps = logging.getLogger("engine.steps")

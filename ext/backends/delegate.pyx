@@ -1,5 +1,26 @@
 # Steps whose backend is written in Python (gRPC, HTTP v2 messages).
 
+# top-level keys, so a tensor or parameter named "inputs" does not count
+cdef Path _V2_INPUTS = Path("inputs")
+cdef Path _V2_OUTPUTS = Path("outputs")
+
+
+cdef bint json_is_v2_response(object body) except -1:
+    """Whether a bytes body holds a v2 JSON response (top-level "outputs" and no
+    "inputs"): the only bytes a v2 step converts, and only when bridging is on.
+    memmem (http/common.pyx) runs at memory speed and rejects most other bodies; the
+    GJSON paths then look at top-level keys only."""
+    cdef Py_buffer view
+    PyObject_GetBuffer(body, &view, PyBUF_SIMPLE)
+    try:
+        if memmem(view.buf, view.len, b'"outputs"', 9) == NULL:
+            return False
+        return (not _V2_INPUTS.c_exists(<const char*>view.buf, view.len)
+                and _V2_OUTPUTS.c_exists(<const char*>view.buf, view.len))
+    finally:
+        PyBuffer_Release(&view)
+
+
 @cython.final
 cdef class DelegateBackend(Backend):
     """A backend implemented in Python (gRPC, HTTP v2): ``impl(body, ctx)`` returns a

@@ -2,6 +2,7 @@
 cdef class HttpBackend(Backend):
     cdef readonly Endpoint endpoint
     cdef readonly HttpClient client
+    cdef MessageBridge bridge           # for message bodies (engine.bridge.json_body)
 
 
 cdef class IstioMeshBackend(Backend):
@@ -12,16 +13,7 @@ cdef class IstioMeshBackend(Backend):
 
 
 cdef class HttpStepCall(ResponseSink):
-    cdef object loop
-    cdef object outcome
-    cdef _Call call                     # in the pool until the outcome is in (cancel)
-    cdef bint finished
-    cdef bint failed
-    cdef bint raw                       # the outcome is the ClientResponse, not a StepResult
-    cdef Flow waiter
-    cdef list callbacks
-    cdef public bint _asyncio_future_blocking
-    cdef void settle(self, object outcome, bint failed)
+    cdef _Call call                     # in the pool until the outcome is in (abort)
 
 
 cdef class FailingBackend(Backend):

@@ -4,15 +4,16 @@
 cdef class HttpBackend(Backend):
     """POSTs the step's body to one URL through the shared connection pool."""
 
-    def __init__(self, Endpoint endpoint, HttpClient client):
+    def __init__(self, Endpoint endpoint, HttpClient client, MessageBridge bridge=None):
         self.endpoint = endpoint
         self.client = client
+        self.bridge = bridge
         self.description = endpoint.url
 
     cdef object call(self, object body, RunContext ctx):
         cdef HttpStepCall pending = HttpStepCall.__new__(HttpStepCall)
         if type(body) is not bytes and is_oip(body):
-            body = oip_json_body(body)      # bridge.pyx: a v1 JSON model gets the v2 JSON request
+            body = need_bridge(self.bridge, body).json_body(body)    # a v1 JSON model gets the v2 JSON request
         if self.client.loop is None:
             self.client.loop = _running_loop()
         pending.loop = self.client.loop
@@ -21,122 +22,38 @@ cdef class HttpBackend(Backend):
 
     def request(self, object body, list headers, double timeout=0.0):
         """POST ``body`` with exactly ``headers`` (none added, none propagated) and
-        return a step call whose outcome is the ClientResponse, headers included:
-        for backends written in Python that read the answer's headers (HTTP v2).
+        return the step call, whose StepResult carries the answer's headers: for
+        backends written in Python that read them (HTTP v2).
         Awaited by a request's Flow it resumes it without a loop turn, and
         cancelling it cancels the HTTP call, as for any HTTP step."""
         cdef HttpStepCall pending = HttpStepCall.__new__(HttpStepCall)
         if self.client.loop is None:
             self.client.loop = _running_loop()
         pending.loop = self.client.loop
-        pending.raw = True
         pending.call = self.client.c_request_to(self.endpoint, body, headers, timeout, pending)
         return pending
 
 
 @cython.final
 cdef class HttpStepCall(ResponseSink):
-    """An HTTP step in flight. The connection pool delivers its outcome here directly
-    (no future), and the request's Flow resumes from that delivery (no loop turn).
-    It also speaks the Future protocol, so an asyncio Task can await it too."""
+    """An HTTP step in flight: the connection pool delivers its outcome here directly
+    (no future), settling the StepCall with the answer's status, headers and body."""
 
     cdef on_response(self, ClientResponse resp):
-        if self.raw:
-            self.settle(resp, False)
-        else:
-            self.settle(StepResult(resp.status, resp.body), False)
+        self.call = None
+        self.settle(StepResult(resp.status, resp.body, resp.headers), False)
 
     cdef on_error(self, object exc):
+        self.call = None
         self.settle(exc, True)
 
-    cdef void settle(self, object outcome, bint failed):
-        cdef Flow waiter
-        if self.finished:
-            return
-        if ENGINE_DEBUG and self.waiter is not None and self.callbacks is not None:
-            raise _InternalEngineError("an HTTP step awaited by a flow and by callbacks at once")
-        self.finished = True
-        self.failed = failed
-        self.outcome = outcome
-        self.call = None
-        if self.waiter is not None:
-            waiter = self.waiter
-            self.waiter = None
-            waiter.awaiting = None
-            waiter.step()
-        if self.callbacks is not None:
-            for cb, context in self.callbacks:
-                self.loop.call_soon(cb, self, context=context)
-            self.callbacks = None
-
-    # ---- awaiting: `await pending` yields it until the outcome is in ----
-
-    def __await__(self):
-        return self
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        if not self.finished:
-            self._asyncio_future_blocking = True
-            return self
-        if self.failed:
-            raise self.outcome
-        raise StopIteration(self.outcome)
-
-    # ---- the Future protocol an asyncio Task uses ----
-
-    def get_loop(self):
-        return self.loop
-
-    def done(self):
-        return self.finished
-
-    def cancelled(self):
-        return self.finished and self.failed and isinstance(self.outcome, _CancelledError)
-
-    def result(self):
-        if not self.finished:
-            raise _asyncio.InvalidStateError("the step is still running")
-        if self.failed:
-            raise self.outcome
-        return self.outcome
-
-    def exception(self):
-        if not self.finished:
-            raise _asyncio.InvalidStateError("the step is still running")
-        if self.failed and isinstance(self.outcome, _CancelledError):
-            raise self.outcome
-        return self.outcome if self.failed else None
-
-    def add_done_callback(self, cb, *, context=None):
-        if self.finished:
-            self.loop.call_soon(cb, self, context=context)
-        elif self.callbacks is None:
-            self.callbacks = [(cb, context)]
-        else:
-            self.callbacks.append((cb, context))
-
-    def remove_done_callback(self, cb):
-        if not self.callbacks:
-            return 0
-        before = len(self.callbacks)
-        self.callbacks = [(c, x) for c, x in self.callbacks if c != cb]
-        return before - len(self.callbacks)
-
-    def cancel(self, msg=None):
-        """Stop waiting: the awaiting code sees CancelledError at once, and the HTTP
-        call is cancelled in the pool (never sent if it still waits for a slot; its
-        connection closed, and the slot freed, if it is on one)."""
+    cdef void abort(self):
+        # never sent if it still waits for a slot; its connection closed, and the
+        # slot freed, if it is on one
         cdef _Call call = self.call
-        if self.finished:
-            return False
         self.call = None
         if call is not None:
             call.cancel()
-        self.settle(_CancelledError() if msg is None else _CancelledError(msg), True)
-        return True
 
 
 @cython.final

@@ -2,3 +2,4 @@
 cdef class LocalBackend(Backend):
     cdef readonly object fn
     cdef bint wants_headers
+    cdef MessageBridge bridge           # for message bodies (engine.bridge.local_call)

@@ -22,6 +22,17 @@ cdef StepResult as_step_result(object value):
     return StepResult(status, _json_dumps(value, option=_DUMP_OPTIONS))
 
 
+def local_failure_result(BaseException e):
+    """What a step answers when an in-process model raises ``e`` (failure_result)."""
+    return failure_result(e)
+
+
+def local_step_result(value):
+    """What a step answers for an in-process model's return ``value`` (as_step_result):
+    for the converters in engine/bridge.py, which take the same values."""
+    return as_step_result(value)
+
+
 cdef StepResult failure_result(BaseException e):
     # what a model server answers when its predict raises: 500 with the reason
     return StepResult(500, _json_dumps({"error": _bound_message(f"{type(e).__name__}: {e}")}))
@@ -34,7 +45,8 @@ cdef class LocalBackend(Backend):
     ``payload`` is the step's request decoded as JSON (the raw bytes when it is not
     JSON); ``headers`` the propagated headers as a dict of str. ``fn`` may be async."""
 
-    def __init__(self, fn, str name=None):
+    def __init__(self, fn, str name=None, MessageBridge bridge=None):
+        self.bridge = bridge
         if not callable(fn):
             raise TypeError(f"service {name!r}: {fn!r} is not callable")
         self.fn = fn
@@ -47,7 +59,7 @@ cdef class LocalBackend(Backend):
 
     cdef object call(self, object body, RunContext ctx):
         if type(body) is not bytes and is_oip(body):
-            return _oip_local_call(self.fn, self.wants_headers, body, ctx)    # bridge.pyx
+            return need_bridge(self.bridge, body).local_call(self.fn, self.wants_headers, body, ctx)
         try:
             payload = _json_loads(body)
         except Exception:

@@ -21,4 +21,16 @@ cdef class Flow:
     cdef void settle(self, int state, object value, object exc)
 
 
+cdef class StepCall:
+    cdef object loop
+    cdef object outcome
+    cdef bint finished
+    cdef bint failed
+    cdef Flow waiter                    # the flow awaiting it, resumed from settle()
+    cdef list callbacks                 # (callback, context) of Future-protocol awaiters
+    cdef public bint _asyncio_future_blocking
+    cdef void settle(self, object outcome, bint failed)
+    cdef void abort(self)
+
+
 cpdef object start_flow(object awaitable, object loop)

@@ -9,6 +9,8 @@
 from cpython.ref cimport PyObject, Py_DECREF, Py_INCREF
 import asyncio as _asyncio
 
+from engine.errors import InternalEngineError as _InternalEngineError
+
 cdef extern from "Python.h":
     int PyIter_Send(object iter, object arg, PyObject** presult) except -1
 
@@ -25,10 +27,16 @@ cdef class Flow:
     exception, cancel, add_done_callback)."""
 
     def __cinit__(self, object coro, object loop):
+        if ENGINE_DEBUG:
+            debug_live[DEBUG_FLOWS] += 1
         self.coro = coro
         self.loop = loop
         self.state = FLOW_RUNNING
         self.callbacks = None
+
+    def __dealloc__(self):
+        if ENGINE_DEBUG:
+            debug_live[DEBUG_FLOWS] -= 1
 
     cdef void step(self):
         cdef PyObject* out = NULL
@@ -56,9 +64,9 @@ cdef class Flow:
         if status == 0:      # PYGEN_RETURN
             self.settle(FLOW_DONE, yielded, None)
             return
-        if type(yielded) is HttpStepCall:
-            # resumed straight from the connection pool's delivery
-            (<HttpStepCall>yielded).waiter = self
+        if isinstance(yielded, StepCall):
+            # resumed straight from the call's settle (for HTTP, the pool's delivery)
+            (<StepCall>yielded).waiter = self
             self.awaiting = yielded
             if self.must_cancel:
                 self.cancel_awaited()
@@ -202,6 +210,110 @@ cdef int _throw_cancel(object coro, PyObject** presult) except -1:
 
 async def _finished(Flow flow):
     return flow.result()
+
+
+cdef class StepCall:
+    """A backend call in flight. It settles once, with an outcome (the executor wants
+    a StepResult) or an exception; a Flow that awaits it resumes from the settle
+    itself. It also speaks the Future protocol, so an asyncio Task can await it too.
+    A transport subclasses it and overrides ``abort`` to stop its own work when the
+    call is cancelled."""
+
+    def __cinit__(self):
+        if ENGINE_DEBUG:
+            debug_live[DEBUG_STEP_CALLS] += 1
+
+    def __dealloc__(self):
+        if ENGINE_DEBUG:
+            debug_live[DEBUG_STEP_CALLS] -= 1
+
+    cdef void settle(self, object outcome, bint failed):
+        cdef Flow waiter
+        if self.finished:
+            return
+        if ENGINE_DEBUG and self.waiter is not None and self.callbacks is not None:
+            raise _InternalEngineError("a step call awaited by a flow and by callbacks at once")
+        self.finished = True
+        self.failed = failed
+        self.outcome = outcome
+        if self.waiter is not None:
+            waiter = self.waiter
+            self.waiter = None
+            waiter.awaiting = None
+            waiter.step()
+        if self.callbacks is not None:
+            for cb, context in self.callbacks:
+                self.loop.call_soon(cb, self, context=context)
+            self.callbacks = None
+
+    cdef void abort(self):
+        """Stop the transport's work for a cancelled call (nothing by default)."""
+        pass
+
+    # ---- awaiting: `await call` yields it until the outcome is in ----
+
+    def __await__(self):
+        return self
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if not self.finished:
+            self._asyncio_future_blocking = True
+            return self
+        if self.failed:
+            raise self.outcome
+        raise StopIteration(self.outcome)
+
+    # ---- the Future protocol an asyncio Task uses ----
+
+    def get_loop(self):
+        return self.loop
+
+    def done(self):
+        return self.finished
+
+    def cancelled(self):
+        return self.finished and self.failed and isinstance(self.outcome, _CancelledErrorType)
+
+    def result(self):
+        if not self.finished:
+            raise _asyncio.InvalidStateError("the step is still running")
+        if self.failed:
+            raise self.outcome
+        return self.outcome
+
+    def exception(self):
+        if not self.finished:
+            raise _asyncio.InvalidStateError("the step is still running")
+        if self.failed and isinstance(self.outcome, _CancelledErrorType):
+            raise self.outcome
+        return self.outcome if self.failed else None
+
+    def add_done_callback(self, cb, *, context=None):
+        if self.finished:
+            self.loop.call_soon(cb, self, context=context)
+        elif self.callbacks is None:
+            self.callbacks = [(cb, context)]
+        else:
+            self.callbacks.append((cb, context))
+
+    def remove_done_callback(self, cb):
+        if not self.callbacks:
+            return 0
+        before = len(self.callbacks)
+        self.callbacks = [(c, x) for c, x in self.callbacks if c != cb]
+        return before - len(self.callbacks)
+
+    def cancel(self, msg=None):
+        """Stop waiting: the awaiting code sees CancelledError at once, and the
+        transport stops its work (``abort``)."""
+        if self.finished:
+            return False
+        self.abort()
+        self.settle(_CancelledErrorType() if msg is None else _CancelledErrorType(msg), True)
+        return True
 
 
 cpdef object start_flow(object awaitable, object loop):

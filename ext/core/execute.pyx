@@ -12,7 +12,6 @@ import orjson as _orjson
 
 from engine.errors import UpstreamError as _UpstreamError, InternalEngineError as _InternalEngineError
 
-cdef object _json_loads = _orjson.loads
 cdef object _json_dumps = _orjson.dumps
 cdef object _running_loop = _asyncio.get_running_loop
 cdef object _CancelledError = _asyncio.CancelledError
@@ -100,7 +99,7 @@ cdef bint body_is_valid_json(object body) except -1:
     if body is None:
         return False
     if type(body) is not bytes and is_oip(body):
-        return True     # bridge.pyx: its JSON header is an object
+        return True     # a message's JSON header is an object (core/bridge.pyx)
     PyObject_GetBuffer(body, &view, PyBUF_SIMPLE)
     try:
         ok = c_valid(<const char*>view.buf, view.len)
@@ -109,10 +108,10 @@ cdef bint body_is_valid_json(object body) except -1:
     return ok
 
 
-cdef bint path_exists(Path path, object body) except -1:
+cdef bint path_exists(CompiledPlan plan, Path path, object body) except -1:
     cdef Py_buffer view
     if type(body) is not bytes and is_oip(body):
-        body = oip_condition_body(body)     # bridge.pyx
+        body = need_bridge(plan.bridge, body).header_json(body)    # the message's JSON header
     PyObject_GetBuffer(body, &view, PyBUF_SIMPLE)
     try:
         return path.c_exists(<const char*>view.buf, view.len)
@@ -161,11 +160,9 @@ cdef str _go_quote_char(int c):
 # ---- execution ---------------------------------------------------------------------
 
 cdef inline StepResult step_result(object r):
-    """What an awaited step gave: StepResult, or an HTTP backend's ClientResponse."""
+    """What an awaited step gave, which the Backend seam makes a StepResult."""
     if type(r) is StepResult:
         return <StepResult>r
-    if type(r) is ClientResponse:
-        return StepResult((<ClientResponse>r).status, (<ClientResponse>r).body)
     raise _InternalEngineError(f"a step answered {type(r).__name__}, not a StepResult")
 
 
@@ -202,7 +199,7 @@ async def run_sequence(CompiledPlan plan, PlanNode node, object request, RunCont
             # KServe checks the previous response (nothing before the first step)
             if response is None or not body_is_valid_json(response):
                 raise RouteFailure("invalid response")
-            if not path_exists(step.condition, response):
+            if not path_exists(plan, step.condition, response):
                 return StepResult(200, response)
         if step.map_predictions:
             body = go_map_predictions(body)     # go_json.pyx
@@ -232,7 +229,7 @@ async def run_switch(CompiledPlan plan, PlanNode node, object request, RunContex
     # either way) and spares the validation scan when nothing matches.
     for s in node.steps:
         step = <PlanStep>s
-        if step.condition is not None and path_exists(step.condition, request):
+        if step.condition is not None and path_exists(plan, step.condition, request):
             taken = step
             break
     if taken is None or not body_is_valid_json(request):
@@ -382,7 +379,7 @@ async def run_ensemble(CompiledPlan plan, PlanNode node, object request, RunCont
             fut.cancel()
         raise
     if decided is None:
-        return StepResult(200, merge_ensemble(node, join.outcomes))
+        return StepResult(200, merge_ensemble(plan, node, join.outcomes))
     if isinstance(decided, StepResult):
         return decided
     for fut in pending:
@@ -401,10 +398,10 @@ cdef object _bind_index(EnsembleJoin join, int i):
     return done
 
 
-cdef object merge_ensemble(PlanNode node, list outcomes):
+cdef object merge_ensemble(CompiledPlan plan, PlanNode node, list outcomes):
     """{"<key>": <step body>, ...} in Go's sorted key order, joined from the raw bodies."""
     if ensemble_has_oip(outcomes):
-        return oip_merge_ensemble(node, outcomes)   # bridge.pyx
+        return oip_merge_ensemble(plan.bridge, node, outcomes)     # core/bridge.pyx
     parts = [b"{"]
     cdef PlanStep step
     for i in node.ensemble_order:
@@ -457,16 +454,41 @@ cdef Response failure_answer(BaseException e):
 
 
 async def execute(CompiledPlan plan, object body, RunContext ctx):
-    """Run ``body`` through the plan from its root; always answers a Response."""
+    """Run ``body`` through the plan from its root: the one entry of every front end
+    (HTTP, HTTP v2, gRPC, embedded Plan.infer). Always answers the graph's Response,
+    or, when the context names a front end (``ctx.front``), what that front end makes
+    of it (FrontEnd.finish). Counts the request in ``ctx.stats`` when set: answered,
+    failed (5xx), cancelled, in flight."""
     cdef PlanNode root = <PlanNode>plan.nodes[0]
+    cdef RequestStats stats = ctx.stats
+    cdef Response r
     if type(body) is not bytes and is_oip(body):
-        # no bytes KServe would have sent exist for this request: bridge.pyx
+        # no bytes KServe would have sent exist for this request: core/bridge.pyx
         ctx.v2_bridge = True
+    if stats is not None:
+        stats.in_flight += 1
     try:
         if root.router_type == ROUTER_SEQUENCE:
             # the usual root: one coroutine level less on the request path
-            return answer(await run_sequence(plan, root, body, ctx))
-        return answer(step_result(await run_node(plan, root, body, ctx, True)))
+            r = answer(await run_sequence(plan, root, body, ctx))
+        else:
+            r = answer(step_result(await run_node(plan, root, body, ctx, True)))
     except (RouteFailure, _UpstreamError) as e:
         log_request_failure(plan, ctx, e)
-        return failure_answer(e)
+        r = failure_answer(e)
+    except _CancelledError:
+        # the client hung up (or a timeout or drain aborted its connection, or a gRPC
+        # call was cancelled): the step calls were cancelled, nothing is answered
+        if stats is not None:
+            stats.cancelled += 1
+        raise
+    finally:
+        if stats is not None:
+            stats.in_flight -= 1
+    if stats is not None:
+        stats.total += 1
+        if r.status >= 500:
+            stats.failed += 1
+    if ctx.front is not None:
+        return ctx.front.finish(ctx, r)
+    return r

@@ -17,14 +17,35 @@ cpdef enum StepTarget:
 cdef class StepResult:
     cdef readonly int status
     cdef readonly object body
+    cdef readonly list headers          # [(bytes, bytes)] of the answer, or None
+
+
+cdef class RequestStats:
+    cdef readonly long long total
+    cdef readonly long long failed      # answered with a 5xx status
+    cdef readonly long long cancelled   # the client hung up before the answer
+    cdef readonly long long in_flight
+
+
+cdef class RunContext
+cdef class Response
+cdef class MessageBridge                # core/bridge.pyx
+
+
+cdef class FrontEnd:
+    cdef object finish(self, RunContext ctx, Response r)
 
 
 cdef class RunContext:
     cdef readonly list headers          # [(bytes, bytes)] forwarded to every step
     cdef readonly double timeout        # serviceClient seconds; <= 0: none
-    cdef readonly bint v2_bridge        # the request entered as an OIP message (bridge.pyx)
+    cdef readonly bint v2_bridge        # the request entered as an OIP message (execute.pyx)
     cdef tuple site                     # failure records: PlanStep.site of the step running
-    cdef double started                 #   and when it started (plan.pyx, _log_failures)
+    cdef double started                 #   and when it started (execute.pyx, _log_failures)
+    cdef RequestStats stats             # the front end's counters, or None
+    cdef FrontEnd front                 # the front end's adapter, or None: execute() answers a Response
+    cdef object request                 #   and the request it adapts
+    cdef double received                # when the front end took the request (access log)
 
 
 cdef class Backend:
@@ -60,6 +81,7 @@ cdef class CompiledPlan:
     cdef readonly tuple nodes           # of PlanNode; nodes[0] is root
     cdef readonly double service_timeout
     cdef readonly str name
+    cdef readonly MessageBridge bridge   # converters for OIP messages, or None
 
 
 cdef class Response:

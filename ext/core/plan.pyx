@@ -3,7 +3,11 @@
 # request answer (StepResult, Response). No execution here: core/execute.pyx.
 cimport cython
 
+import orjson as _orjson
+
 from engine.errors import InternalEngineError as _InternalEngineError
+
+cdef object _json_loads = _orjson.loads
 
 class RouteFailure(Exception):
     """A step or node failed: KServe answers 500 (404 for a Switch miss at the root)
@@ -17,21 +21,42 @@ class RouteFailure(Exception):
 
 @cython.final
 cdef class StepResult:
-    """One answer of a step: status code and body (any bytes-like object)."""
+    """One answer of a step: status code, body (any bytes-like object, or an OIP
+    message) and, from transports that have them, the answer's headers."""
 
-    def __cinit__(self, int status, object body):
+    def __cinit__(self, int status, object body, list headers=None):
         self.status = status
         self.body = body
+        self.headers = headers
 
     def __repr__(self):
         return f"StepResult({self.status}, {self.body if is_oip(self.body) else bytes(self.body)[:60]!r})"
 
 
 @cython.final
+cdef class RequestStats:
+    """A front end's request counters, kept by execute() alone."""
+
+    def __repr__(self):
+        return (f"RequestStats(total={self.total}, failed={self.failed}, "
+                f"cancelled={self.cancelled}, in_flight={self.in_flight})")
+
+
+cdef class FrontEnd:
+    """What a front end makes of the graph's Response: execute() hands it over with
+    the request's context and returns what ``finish`` returns (for HTTP, the
+    HttpResponse), so that the conversion costs no coroutine of its own."""
+
+    cdef object finish(self, RunContext ctx, Response r):
+        return r
+
+
+@cython.final
 cdef class RunContext:
     """Per-request state shared by every step: the headers to forward, the
     per-call timeout, and whether bytes may be bridged to v2 steps (``v2_bridge``: set
-    by execute() when the request entered as an OIP message)."""
+    by execute() when the request entered as an OIP message). A front end may add its
+    counters (``stats``) and its adapter (``front``, with its own ``request``)."""
 
     def __cinit__(self, list headers, double timeout):
         self.headers = headers
@@ -39,8 +64,11 @@ cdef class RunContext:
 
 
 cdef class Backend:
-    """A step's model target. ``call`` returns a StepResult, or an awaitable of one,
-    and raises UpstreamError for transport failures."""
+    """The one seam between the executor and a step's model target (HTTP, v2, gRPC,
+    in-process). ``call`` starts the call and returns its StepResult when it is
+    already known, else a StepCall (base/flow.pyx) or another awaitable that settles
+    with one; a transport failure raises UpstreamError (at once or when awaited).
+    The executor knows nothing else of a backend."""
 
     cdef object call(self, object body, RunContext ctx):
         raise _InternalEngineError(f"{type(self).__name__} does not implement call()")
@@ -96,12 +124,17 @@ cdef class PlanNode:
 
 @cython.final
 cdef class CompiledPlan:
-    def __init__(self, tuple nodes, double service_timeout, str name):
+    """The compiler's output: node tables (root first), the serviceClient timeout, the
+    graph's name, and the converters for OIP messages (``bridge``: core/bridge.pyx;
+    None: the plan carries bytes only)."""
+
+    def __init__(self, tuple nodes, double service_timeout, str name, MessageBridge bridge=None):
         if not nodes:
             raise _InternalEngineError("a plan needs at least its root node")
         self.nodes = nodes
         self.service_timeout = service_timeout
         self.name = name
+        self.bridge = bridge
 
 
 # ---- a request's answer ------------------------------------------------------------

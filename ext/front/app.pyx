@@ -16,20 +16,38 @@ cdef list _TEXT_HEADERS = [(b"Content-Type", b"text/plain; charset=utf-8"),
 
 
 @cython.final
-cdef class GraphApp:
-    """Maps HttpRequest -> HttpResponse (or an awaitable of one) for one plan."""
+cdef class GraphApp(FrontEnd):
+    """Maps HttpRequest -> HttpResponse (or an awaitable of one) for one plan: the
+    HTTP front end. A graph request goes to execute() (core/execute.pyx) with this
+    app as its FrontEnd, which turns the graph's Response into the HttpResponse.
+    ``v2_front(app, request, path)``: the /v2/models/... endpoints (engine.bridge's),
+    None where a path is not one of them; without it those paths run the graph."""
 
     def __init__(self, CompiledPlan plan, HeaderPropagation propagation, *,
-                 bint kserve_paths=False):
+                 bint kserve_paths=False, v2_front=None):
         self.plan = plan
         self.propagation = propagation
         self.kserve_paths = kserve_paths
+        self.v2_front = v2_front
         self.draining = False
-        self.requests_total = 0
-        self.requests_failed = 0
-        self.requests_cancelled = 0
-        self.in_flight = 0
+        self.stats = RequestStats.__new__(RequestStats)
         self.access_log = None
+
+    @property
+    def requests_total(self):
+        return self.stats.total
+
+    @property
+    def requests_failed(self):
+        return self.stats.failed
+
+    @property
+    def requests_cancelled(self):
+        return self.stats.cancelled
+
+    @property
+    def in_flight(self):
+        return self.stats.in_flight
 
     def enable_access_log(self, logger):
         """One log record per graph request (method, path, status, duration); None: off."""
@@ -38,6 +56,18 @@ cdef class GraphApp:
     def start_draining(self):
         """Readiness answers 503 from now on; requests are still served."""
         self.draining = True
+
+    def context(self, list headers, double deadline=0.0):
+        """The RunContext of a request another front end (gRPC, HTTP v2) hands to
+        execute(), counted in this app's metrics: ``headers`` the request's (name,
+        value) bytes pairs; ``deadline`` > 0: seconds the caller still waits (a gRPC
+        deadline), which bounds every step's call too."""
+        cdef double timeout = self.plan.service_timeout
+        if deadline > 0 and (timeout <= 0 or deadline < timeout):
+            timeout = deadline
+        cdef RunContext ctx = RunContext(self.propagation.select(headers), timeout)
+        ctx.stats = self.stats
+        return ctx
 
     def __call__(self, HttpRequest request):
         cdef bytes path = request.path
@@ -57,44 +87,32 @@ cdef class GraphApp:
             return HttpResponse(503 if self.draining else 200, b"")
         if path == _METRICS and request.method == b"GET":
             return HttpResponse(200, self.metrics_text(), _TEXT_HEADERS[:1])
-        if path.startswith(b"/v2/models/") and _oip_v2_front is not None:
-            v2 = _oip_v2_front(self, request, path)   # bridge.pyx, engine/bridge.py
+        if self.v2_front is not None and path.startswith(b"/v2/models/"):
+            v2 = self.v2_front(self, request, path)
             if v2 is not None:
                 return v2
         return self.run_graph(request)
 
-    async def run_graph(self, HttpRequest request):
+    cdef object run_graph(self, HttpRequest request):
         cdef RunContext ctx = RunContext(self.propagation.select(request.headers),
                                          self.plan.service_timeout)
-        cdef Response r
-        cdef PlanNode root = <PlanNode>self.plan.nodes[0]
-        cdef double started = mono_now() if self.access_log is not None else 0.0
-        self.in_flight += 1
-        try:
-            # execute() inlined: the request path is one coroutine level shorter
-            if root.router_type == ROUTER_SEQUENCE:
-                r = answer(await run_sequence(self.plan, root, request.body, ctx))
-            else:
-                r = answer(step_result(await run_node(self.plan, root, request.body, ctx, True)))
-        except (RouteFailure, _UpstreamError) as e:
-            log_request_failure(self.plan, ctx, e)     # plan.pyx
-            r = failure_answer(e)
-        except _CancelledError:
-            # the client hung up (or a timeout or drain aborted its connection): the
-            # step calls were cancelled, nothing is answered
-            self.requests_cancelled += 1
-            raise
-        finally:
-            self.in_flight -= 1
-        self.requests_total += 1
-        if r.status >= 500:
-            self.requests_failed += 1
+        ctx.stats = self.stats
+        ctx.front = self
+        ctx.request = request
+        if self.access_log is not None:
+            ctx.received = mono_now()
+        return execute(self.plan, request.body, ctx)
+
+    cdef object finish(self, RunContext ctx, Response r):
+        """The HttpResponse for the graph's answer to ``ctx.request``."""
+        cdef HttpRequest request = <HttpRequest>ctx.request
         if type(r.body) is not bytes and is_oip(r.body):
-            r = Response(r.status, _oip_http_answer(r.body), CT_JSON)   # bridge.pyx
+            # a message answered on a plain HTTP path: v2 JSON
+            r = Response(r.status, need_bridge(self.plan.bridge, r.body).http_answer(r.body), CT_JSON)
         if self.access_log is not None:
             self.access_log.info("request", extra={
                 "method": request.method.decode("latin-1"), "path": request.path.decode("latin-1"),
-                "status": r.status, "ms": round((mono_now() - started) * 1000.0, 3),
+                "status": r.status, "ms": round((mono_now() - ctx.received) * 1000.0, 3),
                 "bytes_in": len(request.body), "bytes_out": len(r.body)})
         if r.content_type is None:
             return make_response(r.status, r.body, None)
@@ -107,16 +125,16 @@ cdef class GraphApp:
         return (
             "# HELP ige_requests_total Graph requests answered.\n"
             "# TYPE ige_requests_total counter\n"
-            f'ige_requests_total{{graph="{name}"}} {self.requests_total}\n'
+            f'ige_requests_total{{graph="{name}"}} {self.stats.total}\n'
             "# HELP ige_requests_failed_total Graph requests answered with a 5xx status.\n"
             "# TYPE ige_requests_failed_total counter\n"
-            f'ige_requests_failed_total{{graph="{name}"}} {self.requests_failed}\n'
+            f'ige_requests_failed_total{{graph="{name}"}} {self.stats.failed}\n'
             "# HELP ige_requests_cancelled_total Graph requests cancelled before their answer: the client hung up (or its connection was aborted).\n"
             "# TYPE ige_requests_cancelled_total counter\n"
-            f'ige_requests_cancelled_total{{graph="{name}"}} {self.requests_cancelled}\n'
+            f'ige_requests_cancelled_total{{graph="{name}"}} {self.stats.cancelled}\n'
             "# HELP ige_requests_in_flight Graph requests being processed.\n"
             "# TYPE ige_requests_in_flight gauge\n"
-            f'ige_requests_in_flight{{graph="{name}"}} {self.in_flight}\n'
+            f'ige_requests_in_flight{{graph="{name}"}} {self.stats.in_flight}\n'
             "# HELP ige_draining 1 once the router is draining after SIGTERM.\n"
             "# TYPE ige_draining gauge\n"
             f"ige_draining {int(self.draining)}\n"

@@ -19,7 +19,7 @@ cdef class ClientResponse:
     cdef readonly object body
 
 
-cdef class ResponseSink:
+cdef class ResponseSink(StepCall):
     cdef on_response(self, ClientResponse resp)
     cdef on_error(self, object exc)
 

@@ -89,11 +89,12 @@ cdef class ClientResponse:
 cdef object _client_log = _logging.getLogger("engine.http.client")
 
 
-cdef class ResponseSink:
+cdef class ResponseSink(StepCall):
     """C-level receiver of one call's outcome, for Cython callers that want no future
     and no extra loop iteration (HttpClient.c_request_to). Subclass in Cython and
     override both methods; they run inside the client's protocol callbacks and must
-    not raise (an exception is logged and dropped)."""
+    not raise (an exception is logged and dropped). A StepCall (base/flow.pyx), so
+    that a request's Flow can await the call and resume from its delivery."""
 
     cdef on_response(self, ClientResponse resp):
         raise _InternalEngineError(f"{type(self).__name__} does not implement ResponseSink.on_response")

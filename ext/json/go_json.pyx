@@ -674,12 +674,10 @@ cdef object go_map_predictions(object body):
     cdef Py_buffer view
     cdef GoJsonRoundTrip rt
     cdef object out
-    if type(body) is not bytes and is_oip(body):
-        return body     # an OIP message is no JSON object with predictions
     try:
         PyObject_GetBuffer(body, &view, PyBUF_SIMPLE)
     except TypeError:
-        return body
+        return body     # not bytes-like (an OIP message): no JSON object with predictions
     try:
         rt = GoJsonRoundTrip.__new__(GoJsonRoundTrip)
         out = rt.run(<const unsigned char*>view.buf, view.len)

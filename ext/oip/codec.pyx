@@ -21,6 +21,20 @@ from engine.errors import BadRequestError as _OipBadRequest
 cdef object _np_frombuffer = _np.frombuffer
 cdef object _np_empty = _np.empty
 
+cdef class Message:
+    """Base of engine.oip's InferRequest and InferResponse: what makes a step body an
+    OIP message rather than bytes (is_oip), with no registration."""
+
+
+cdef bint is_oip(object body):
+    return isinstance(body, Message)
+
+
+def body_is_oip(body):
+    """Whether ``body`` is an InferRequest/InferResponse (not a bytes-like body)."""
+    return isinstance(body, Message)
+
+
 # Datatype codes; the order matches OIP_DATATYPES.
 cdef enum OipDtype:
     OIP_DT_BOOL, OIP_DT_UINT8, OIP_DT_UINT16, OIP_DT_UINT32, OIP_DT_UINT64, OIP_DT_INT8,

@@ -1,0 +1,6 @@
+# Declarations of ext/oip/codec.pyx.
+cdef class Message:
+    pass
+
+
+cdef bint is_oip(object body)
