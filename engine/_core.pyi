@@ -8,15 +8,15 @@ from typing import Any, Awaitable, Callable, Generator, Iterable, Mapping, Optio
 from engine.oip import InferRequest, InferResponse
 
 Buffer = Union[bytes, bytearray, memoryview]
-# A step body: bytes-like (JSON or any payload) or an OIP message (bridge.pyx)
+# A step body: bytes-like (JSON or any payload) or an OIP message (oip/codec.pyx, core/bridge.pyx)
 Body = Union[bytes, bytearray, memoryview, "InferRequest", "InferResponse"]
 HeaderList = list[tuple[bytes, bytes]]
 
-# rng.pyx
+# base/rng.pyx
 def seed_router_rng(seed: int) -> None: ...
 def router_rng_below(bound: int) -> int: ...
 
-# http_server.pyx
+# http/server.pyx
 class HttpRequest:
     """One parsed request, handed to the server's handler."""
     def __init__(self, method: bytes = b"POST", path: bytes = b"/", headers: Optional[HeaderList] = None,
@@ -75,7 +75,7 @@ class HttpServer:
     @property
     def idle_timeout(self) -> float: ...
 
-# http_client.pyx
+# http/client.pyx
 class Endpoint:
     """A backend URL parsed once (http:// or https://); ValueError on a bad URL."""
     def __init__(self, url: str) -> None: ...
@@ -133,7 +133,7 @@ def _scan_response(chunks: list[bytes], repeat: int = 1) -> tuple[ClientResponse
 def _request_bytes(ep: Endpoint, body: Buffer | list[Buffer], headers: Optional[HeaderList] = None) -> bytes: ...
 
 
-# ---- header propagation (headers.pyx) -----------------------------------------------
+# ---- header propagation (core/headers.pyx) -----------------------------------------------
 
 def canonical_header_name(name: str | bytes) -> bytes: ...
 def compile_header_patterns(spec: str) -> tuple[list[re.Pattern[str]], list[str]]: ...
@@ -148,7 +148,7 @@ def grpc_metadata(headers: list[tuple[bytes, bytes]]) -> list[tuple[str, str | b
 def headers_dropped() -> dict[str, int]: ...
 
 
-# ---- request flows (flow.pyx) -------------------------------------------------------
+# ---- request flows (base/flow.pyx) -------------------------------------------------------
 
 class Flow:
     def done(self) -> bool: ...
@@ -164,7 +164,7 @@ class Flow:
 def start_flow(awaitable: Awaitable[Any], loop: asyncio.AbstractEventLoop) -> Any: ...
 
 
-# ---- plans and their execution (plan.pyx, local_backend.pyx, http_backend.pyx) -----
+# ---- plans and their execution (core/, backends/) -----
 
 class RouterType(enum.IntEnum):
     ROUTER_SEQUENCE = 0
@@ -279,7 +279,7 @@ async def execute(plan: CompiledPlan, body: Body, ctx: RunContext) -> Response: 
 def set_step_tracing(logger: logging.Logger | None) -> None: ...
 def set_step_failure_log(logger: logging.Logger | None) -> None: ...
 
-# go_json.pyx, go_float.pyx: Go's encoding/json round trip of mapPredictionsToInstances
+# json/go_json.pyx, json/go_float.pyx: Go's encoding/json round trip of mapPredictionsToInstances
 def map_predictions_to_instances(body: Body) -> Body: ...
 def go_format_float(x: float) -> bytes: ...
 def go_parse_float(text: Buffer) -> float: ...

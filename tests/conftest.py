@@ -2,7 +2,9 @@
 
 ``loop`` runs an async test body on both asyncio's default loop and uvloop; any
 exception that reaches the loop's exception handler (a callback error, a task
-exception never retrieved) fails the test.
+exception never retrieved) fails the test. In a debug build (ENGINE_DEBUG=1) it
+also checks the engine's leak counters: the flows, step calls and client
+connections a test created must all be gone once its loop is closed and collected.
 """
 from __future__ import annotations
 
@@ -11,6 +13,8 @@ import gc
 
 import pytest
 import uvloop
+
+from engine import _core
 
 LOOP_KINDS = ["asyncio", "uvloop"]
 
@@ -45,11 +49,24 @@ class LoopRunner:
         gc.collect()
 
 
+def live_objects() -> dict[str, int] | None:
+    """The engine's leak counters after a collection (None in a release build)."""
+    if _core.debug_counters() is None:
+        return None
+    gc.collect()
+    return _core.debug_counters()
+
+
 @pytest.fixture(params=LOOP_KINDS)
 def loop(request):
+    before = live_objects()
     runner = LoopRunner(request.param)
     yield runner
     runner.close()
+    after = live_objects()
+    if after != before:
+        pytest.fail(f"the test left engine objects alive on the {runner.kind} loop: "
+                    f"{before} before, {after} after")
     if runner.errors:
         msgs = "; ".join(str(e.get("message")) + " " + repr(e.get("exception")) for e in runner.errors)
         pytest.fail(f"unhandled error reached the {runner.kind} loop: {msgs}")

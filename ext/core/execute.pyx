@@ -202,7 +202,7 @@ async def run_sequence(CompiledPlan plan, PlanNode node, object request, RunCont
             if not path_exists(plan, step.condition, response):
                 return StepResult(200, response)
         if step.map_predictions:
-            body = go_map_predictions(body)     # go_json.pyx
+            body = go_map_predictions(body)     # json/go_json.pyx
         if _log_failures:
             ctx.site = step.site
             ctx.started = mono_now()

@@ -89,7 +89,7 @@ cdef class PlanStep:
         self.index = index
         self.name = name
         key = name if name else str(index)
-        self.ensemble_key = go_quote(key) + b":"     # go_json.pyx: Go's escaping
+        self.ensemble_key = go_quote(key) + b":"     # json/go_json.pyx: Go's escaping
         self.target = target
         self.node_index = node_index
         self.backend = backend

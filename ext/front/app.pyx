@@ -138,5 +138,5 @@ cdef class GraphApp(FrontEnd):
             "# HELP ige_draining 1 once the router is draining after SIGTERM.\n"
             "# TYPE ige_draining gauge\n"
             f"ige_draining {int(self.draining)}\n"
-            + headers_dropped_metrics()     # headers.pyx
+            + headers_dropped_metrics()     # core/headers.pyx
         ).encode()

@@ -1,6 +1,6 @@
 # Included by _gjson.pyx: byte-level scanning primitives with gjson's exact quirks
 # (how strings, numbers, literals and nested values are delimited), the Parse
-# function, string unescaping and the wildcard matcher (the validator is gjson_valid.pyx).
+# function, string unescaping and the wildcard matcher (the validator is gjson/valid.pyx).
 #
 # Every function works on a (pointer, length) pair and never reads outside it.
 

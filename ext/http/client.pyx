@@ -491,10 +491,16 @@ cdef class _ClientConnection:
     """One upstream connection; parses responses without per-header callbacks."""
 
     def __cinit__(self, _HostPool pool):
+        if ENGINE_DEBUG:
+            debug_live[DEBUG_CLIENT_CONNECTIONS] += 1
         self.pool = pool
         self.counted = True
         self.head = bytearray()
         self.state = RS_DONE
+
+    def __dealloc__(self):
+        if ENGINE_DEBUG:
+            debug_live[DEBUG_CLIENT_CONNECTIONS] -= 1
 
     def factory(self):
         return self

@@ -453,7 +453,7 @@ cdef class GoJsonRoundTrip:
         return i
 
     cdef int emit_number(self, Py_ssize_t start, Py_ssize_t end) except -1:
-        """src[start:end] through float64 as Go writes it back (go_float.pyx); 1 when
+        """src[start:end] through float64 as Go writes it back (json/go_float.pyx); 1 when
         it is out of float64's range."""
         return put_go_number(&self.out, self.src + start, end - start)
 
