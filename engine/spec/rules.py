@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from . import schema
 from .model import API_VERSION, KIND, ROOT_NODE
+from .urls import url_problem
 
 if TYPE_CHECKING:
     from .graph import Graph
@@ -145,7 +146,6 @@ def _check_node(graph: "Graph", node, out: _Collector) -> None:
                 "response, and there is none: KServe's router answers 500 "
                 "\"invalid response\" for every request")
         if isinstance(step.service_url, str) and step.service_url:
-            from ..backends import url_problem
             problem = url_problem(step.service_url)
             if problem is not None:
                 out("warning", _step_path(node.name, step.index, "serviceUrl"),
