@@ -9,18 +9,10 @@ from typing import Any
 
 from . import _core
 from .errors import GraphSpecError
-# Policy is plain configuration, importable without the runtime; these names stay
-# importable here
+# the router table is the plan's (explain() names routers back); Policy is plain
+# configuration, importable without the runtime: these names stay importable here
+from .plan import ROUTER_NAMES, ROUTER_TYPES, Plan  # noqa: F401
 from .policy import DEFAULT_ISTIO_PROBE_URL, DEFAULT_SERVICE_TEMPLATE, Policy  # noqa: F401
-
-ROUTER_TYPES = {
-    "Sequence": _core.RouterType.ROUTER_SEQUENCE,
-    "Splitter": _core.RouterType.ROUTER_SPLITTER,
-    "Ensemble": _core.RouterType.ROUTER_ENSEMBLE,
-    "Switch": _core.RouterType.ROUTER_SWITCH,
-}
-ROUTER_NAMES = {v: k for k, v in ROUTER_TYPES.items()}
-
 
 def resolve_namespace(graph, policy: Policy) -> str:
     return (policy.namespace or getattr(graph, "namespace", None)
@@ -86,7 +78,6 @@ class _Backends:
 def compile_graph(graph, *, policy: Policy | None = None):
     """Compile a validated Graph into a Plan (see engine.plan.Plan)."""
     from . import gjson
-    from .plan import Plan
 
     policy = policy or Policy()
     graph.validate()
