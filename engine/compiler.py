@@ -4,7 +4,6 @@ spec object."""
 from __future__ import annotations
 
 import os
-from collections import deque
 from typing import Any
 
 from . import _core
@@ -13,23 +12,12 @@ from .errors import GraphSpecError
 # configuration, importable without the runtime: these names stay importable here
 from .plan import ROUTER_NAMES, ROUTER_TYPES, Plan  # noqa: F401
 from .policy import DEFAULT_ISTIO_PROBE_URL, DEFAULT_SERVICE_TEMPLATE, Policy  # noqa: F401
+from .spec.model import reachable_nodes
+
 
 def resolve_namespace(graph, policy: Policy) -> str:
     return (policy.namespace or getattr(graph, "namespace", None)
             or os.environ.get("POD_NAMESPACE") or "default")
-
-
-def reachable_nodes(graph) -> list[str]:
-    """Node names reachable from root, root first, breadth first."""
-    order, seen, queue = [], {"root"}, deque(["root"])
-    while queue:
-        name = queue.popleft()
-        order.append(name)
-        for step in graph.nodes[name].steps:
-            if step.node_name and step.node_name not in seen and step.node_name in graph.nodes:
-                seen.add(step.node_name)
-                queue.append(step.node_name)
-    return order
 
 
 class _Backends:
@@ -81,7 +69,7 @@ def compile_graph(graph, *, policy: Policy | None = None):
 
     policy = policy or Policy()
     graph.validate()
-    names = reachable_nodes(graph)
+    names = reachable_nodes(graph.nodes)
     index = {name: i for i, name in enumerate(names)}
     backends = _Backends(graph, policy)
     nodes = []

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import schema
-from .model import API_VERSION, KIND, ROOT_NODE
+from .model import API_VERSION, KIND, ROOT_NODE, reachable_nodes
 from .urls import url_problem
 
 if TYPE_CHECKING:
@@ -210,13 +210,7 @@ def _check_references(graph: "Graph", out: _Collector) -> None:
                     "KServe's router would fail every request that reaches this step")
     _check_cycles(graph, out)
     if ROOT_NODE in graph.nodes:
-        reached = {ROOT_NODE}
-        todo = [ROOT_NODE]
-        while todo:
-            for _, target in _edges(graph, todo.pop()):
-                if target not in reached:
-                    reached.add(target)
-                    todo.append(target)
+        reached = set(reachable_nodes(graph.nodes))
         for name in graph.nodes:
             if name not in reached:
                 out("warning", f"spec.nodes.{name}",
