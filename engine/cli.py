@@ -18,11 +18,10 @@ import sys
 from typing import Callable, Sequence, TextIO
 
 from . import __version__
+from .cli_router import EXIT_FAILED, EXIT_INVALID, EXIT_OK, EXIT_USAGE, add_run, add_serve
 from .errors import EngineError, GraphSpecError, ServeError
 from .spec import Diagnostic, Graph, load, load_all
 from .spec.render import FORMATS
-
-EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
 
 
 def _read_graphs(file: str, stdin: TextIO) -> list[Graph]:
@@ -122,8 +121,6 @@ def run_explain(args, out: TextIO, err: TextIO, stdin: TextIO) -> int:
 
 
 # -- entry point ----------------------------------------------------------------------
-
-from .cli_router import add_run, add_serve  # noqa: E402 (they use the helpers above)
 
 SUBCOMMANDS: list[Callable] = [add_validate, add_explain, add_serve, add_run]
 

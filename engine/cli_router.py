@@ -14,6 +14,10 @@ import yaml
 from .compiler import Policy
 from .errors import EngineError, GraphSpecError
 
+# The ``ige`` exit statuses (engine.cli's docstring says what each means); here, below
+# engine.cli, so that both modules use them without importing each other
+EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_FAILED = 0, 1, 2, 3
+
 
 def add_serve(sub) -> None:
     serve = sub.add_parser("serve", help="run the router (HTTP and gRPC) for a graph",
@@ -221,5 +225,4 @@ def cmd_run(args, out, err, stdin) -> int:
         text = body.decode("utf-8", "replace")
     err.write(f"status: {response.status}\n")
     out.write(text + "\n")
-    from .cli import EXIT_FAILED, EXIT_OK
     return EXIT_OK if 200 <= response.status <= 299 else EXIT_FAILED

@@ -3,75 +3,22 @@ conditions, so that nothing on the per-request path looks up a name or touches a
 spec object."""
 from __future__ import annotations
 
-import dataclasses
 import os
-from collections import deque
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from . import _core
 from .bridge import BRIDGE
 from .errors import GraphSpecError
-
-ROUTER_TYPES = {
-    "Sequence": _core.RouterType.ROUTER_SEQUENCE,
-    "Splitter": _core.RouterType.ROUTER_SPLITTER,
-    "Ensemble": _core.RouterType.ROUTER_ENSEMBLE,
-    "Switch": _core.RouterType.ROUTER_SWITCH,
-}
-ROUTER_NAMES = {v: k for k, v in ROUTER_TYPES.items()}
-
-# What KServe's controller gives a serviceName step (v1 protocol, in-cluster address)
-DEFAULT_SERVICE_TEMPLATE = "http://{name}.{namespace}.svc.cluster.local/v1/models/{name}:predict"
-# Envoy's admin port: KServe's router takes a 200 there for an Istio sidecar
-DEFAULT_ISTIO_PROBE_URL = "http://localhost:15000"
-
-
-@dataclasses.dataclass
-class Policy:
-    """Engine-level options that are not part of the InferenceGraph resource.
-
-    ``services`` maps a serviceName to a URL or a Python callable (in-process model);
-    names it does not cover resolve through ``service_template`` with the graph's
-    namespace (else ``POD_NAMESPACE``, else ``default``). ``propagate_headers`` is
-    KServe's ``PROPAGATE_HEADERS`` (comma separated regular expressions); None reads
-    the environment variable. ``max_connections_per_host`` caps the open connections
-    to one model server (calls beyond it wait for a free one); 0 means no cap, as
-    KServe's router (Go's default transport). ``v2_bridge`` lets a step with a v2
-    infer URL take a previous step's v2 JSON response (bytes) as its request, outputs
-    as inputs, where KServe's router would send those bytes unchanged (docs/oip.md,
-    "Bridging"); off by default, and implied for requests that enter as OIP messages.
-    ``istio_probe_url`` is where KServe's router looks for an Istio sidecar before its
-    first https step call (inside a mesh, https steps are called over plain HTTP); it
-    defaults to ``IGE_ISTIO_PROBE_URL``, else ``http://localhost:15000``, and None or
-    "" turns the rule off.
-    """
-    services: Mapping[str, Any] = dataclasses.field(default_factory=dict)
-    service_template: str = DEFAULT_SERVICE_TEMPLATE
-    namespace: str | None = None
-    propagate_headers: str | None = None
-    max_connections_per_host: int = 64
-    backend_factory: Callable[[str, str], Any] | None = None
-    v2_bridge: bool = False
-    istio_probe_url: str | None = dataclasses.field(
-        default_factory=lambda: os.environ.get("IGE_ISTIO_PROBE_URL", DEFAULT_ISTIO_PROBE_URL))
+# the router table is the plan's (explain() names routers back); Policy is plain
+# configuration, importable without the runtime: these names stay importable here
+from .plan import ROUTER_NAMES, ROUTER_TYPES, Plan  # noqa: F401
+from .policy import DEFAULT_ISTIO_PROBE_URL, DEFAULT_SERVICE_TEMPLATE, Policy  # noqa: F401
+from .spec.model import reachable_nodes
 
 
 def resolve_namespace(graph, policy: Policy) -> str:
     return (policy.namespace or getattr(graph, "namespace", None)
             or os.environ.get("POD_NAMESPACE") or "default")
-
-
-def reachable_nodes(graph) -> list[str]:
-    """Node names reachable from root, root first, breadth first."""
-    order, seen, queue = [], {"root"}, deque(["root"])
-    while queue:
-        name = queue.popleft()
-        order.append(name)
-        for step in graph.nodes[name].steps:
-            if step.node_name and step.node_name not in seen and step.node_name in graph.nodes:
-                seen.add(step.node_name)
-                queue.append(step.node_name)
-    return order
 
 
 class _Backends:
@@ -121,11 +68,10 @@ class _Backends:
 def compile_graph(graph, *, policy: Policy | None = None):
     """Compile a validated Graph into a Plan (see engine.plan.Plan)."""
     from . import gjson
-    from .plan import Plan
 
     policy = policy or Policy()
     graph.validate()
-    names = reachable_nodes(graph)
+    names = reachable_nodes(graph.nodes)
     index = {name: i for i, name in enumerate(names)}
     backends = _Backends(graph, policy)
     nodes = []

@@ -10,6 +10,15 @@ from .errors import BadRequestError
 
 Response = _core.Response
 
+# routerType -> the executor's router; here because a plan's explain() names them back
+ROUTER_TYPES = {
+    "Sequence": _core.RouterType.ROUTER_SEQUENCE,
+    "Splitter": _core.RouterType.ROUTER_SPLITTER,
+    "Ensemble": _core.RouterType.ROUTER_ENSEMBLE,
+    "Switch": _core.RouterType.ROUTER_SWITCH,
+}
+ROUTER_NAMES = {v: k for k, v in ROUTER_TYPES.items()}
+
 
 def encode_body(body: Any):
     """bytes-like bodies and OIP messages (engine.oip.InferRequest) pass as they are;
@@ -69,7 +78,6 @@ class Plan:
 
     def explain(self) -> str:
         """The flat tables, as `ige explain --plan` prints them."""
-        from .compiler import ROUTER_NAMES
         lines = [f"plan {self.name or '(unnamed)'}: {len(self.compiled.nodes)} node(s), "
                  f"serviceClient timeout {self.compiled.service_timeout or 'none'}"]
         for node in self.compiled.nodes:

@@ -16,35 +16,9 @@ import sys
 from urllib.parse import urlsplit
 
 from .. import _core
+# the URL checks are the spec's (validation warns with them); both names stay importable here
+from ..spec.urls import go_url_problem, url_problem  # noqa: F401
 from .mesh import https_plain_twin, probe_for
-
-
-def go_url_problem(url: str) -> str | None:
-    """The error Go's http.NewRequest / client.Do gives for ``url``, or None."""
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError as e:
-        return f'parse "{url}": {e}'
-    if not parts.scheme:
-        return f'Post "{url}": unsupported protocol scheme ""'
-    if parts.scheme not in ("http", "https"):
-        return f'Post "{url}": unsupported protocol scheme "{parts.scheme}"'
-    host = parts.hostname or ""
-    if not host:
-        return f'Post "{url}": http: no Host in request URL'
-    for ch in host:
-        if not (ch.isalnum() or ch in "-._:[]%"):
-            return f'parse "{url}": invalid character "{ch}" in host name'
-    return None
-
-
-def url_problem(url: str) -> str | None:
-    """Why every call to ``url`` fails (Go's client text for HTTP URLs), or None."""
-    if url.startswith("grpc://"):
-        from .grpc import grpc_url_problem
-        return grpc_url_problem(url)
-    return go_url_problem(url)
 
 
 def make_url_backend(url: str, path: str, registry):

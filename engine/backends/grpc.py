@@ -13,8 +13,6 @@ would refuse is dropped and counted, never a failed call.
 """
 from __future__ import annotations
 
-from urllib.parse import urlsplit
-
 import grpc
 import grpc.aio
 
@@ -22,6 +20,8 @@ from .. import _core
 from ..bridge import as_request, error_body
 from ..errors import BadRequestError, UpstreamError
 from ..oip import InferResponse, join
+# the URL grammar is the spec's (validation checks it); both names stay importable here
+from ..spec.urls import grpc_url_problem, parse_grpc_url  # noqa: F401
 
 MODEL_INFER = "/inference.GRPCInferenceService/ModelInfer"
 
@@ -50,30 +50,6 @@ CHANNEL_OPTIONS = [("grpc.max_send_message_length", -1),
                    ("grpc.initial_reconnect_backoff_ms", 100),
                    ("grpc.max_reconnect_backoff_ms", 800),
                    ("grpc.min_reconnect_backoff_ms", 1000)]
-
-def parse_grpc_url(url: str) -> tuple[str, str]:
-    """``grpc://host:port/model`` -> (``host:port``, ``model``); GraphSpecError-free:
-    raises ValueError with the reason."""
-    parts = urlsplit(url)
-    if parts.scheme != "grpc":
-        raise ValueError(f'"{url}": not a grpc:// URL')
-    host = parts.hostname
-    if not host:
-        raise ValueError(f'"{url}": no host')
-    port = parts.port or 80
-    model = parts.path.strip("/")
-    if not model or "/" in model:
-        raise ValueError(f'"{url}": expected grpc://host:port/<model>')
-    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return target, model
-
-
-def grpc_url_problem(url: str) -> str | None:
-    try:
-        parse_grpc_url(url)
-    except ValueError as e:
-        return f"parse {e}"
-    return None
 
 
 class ChannelPool:

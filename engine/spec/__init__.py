@@ -20,11 +20,12 @@ from .model import (
     Node,
     RouterTimeouts,
     Step,
+    reachable_nodes,
 )
 from .rules import Diagnostic
 
 __all__ = [
     "API_VERSION", "DEPENDENCIES", "KIND", "ROOT_NODE", "ROUTER_TYPES", "SCALE_METRICS",
     "Diagnostic", "Graph", "GraphSpec", "GraphStatus", "Metadata", "Node", "RouterTimeouts",
-    "Step", "load", "load_all",
+    "Step", "load", "load_all", "reachable_nodes",
 ]

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import yaml
 
@@ -12,6 +12,19 @@ from .model import GraphSpec, GraphStatus, Metadata, Node, RouterTimeouts, Servi
 from .rules import Diagnostic
 
 _TOP = ("apiVersion", "kind", "metadata", "spec", "status")
+
+
+# What Graph.compile calls. The compiler sits above this layer, which imports nothing
+# of the runtime: the engine package installs it, and Python always runs the
+# package's __init__ before engine.spec.
+_compiler: Callable[..., Any]
+
+
+def install_compiler(compile_graph: Callable[..., Any]) -> None:
+    """Make ``Graph.compile`` call ``compile_graph(graph, policy=...)``; the engine
+    package installs engine.compiler's."""
+    global _compiler
+    _compiler = compile_graph
 
 
 class Graph:
@@ -99,8 +112,7 @@ class Graph:
 
     def compile(self, *, policy=None):
         """Compile into an executable Plan (see ``engine.compiler``)."""
-        from ..compiler import compile_graph
-        return compile_graph(self, policy=policy)
+        return _compiler(self, policy=policy)
 
     # -- serialisation ------------------------------------------------------------------
     def to_dict(self) -> dict:

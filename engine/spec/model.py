@@ -10,8 +10,9 @@ Unknown fields are kept in ``extra`` too: Kubernetes would prune them, we warn.
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Union
+from typing import Any, Callable, Mapping, Union
 
 API_VERSION = "serving.kserve.io/v1alpha1"
 KIND = "InferenceGraph"
@@ -272,3 +273,22 @@ class GraphStatus:
 
     def to_dict(self) -> dict:
         return _put({}, self.FIELDS, self)
+
+
+def reachable_nodes(nodes: Mapping[str, Node]) -> list[str]:
+    """The names of the nodes a request can reach from root: root first, breadth
+    first; none without a root. A step leads to a node when its ``nodeName`` is set
+    and names one (KServe's router follows a ``nodeName`` only when it is not empty).
+    Validation, rendering and the compiler all use this one walk."""
+    if ROOT_NODE not in nodes:
+        return []
+    order, seen, queue = [], {ROOT_NODE}, deque([ROOT_NODE])
+    while queue:
+        name = queue.popleft()
+        order.append(name)
+        for step in nodes[name].steps:
+            target = step.node_name
+            if isinstance(target, str) and target and target not in seen and target in nodes:
+                seen.add(target)
+                queue.append(target)
+    return order

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from .graph import Graph
-from .model import ROOT_NODE, Step
+from .model import ROOT_NODE, Step, reachable_nodes
 
 
 def step_summary(step: Step) -> str:
@@ -40,19 +40,6 @@ def _node_title(graph: Graph, name: str) -> str:
     return f"{name} ({node.router_type or 'no routerType'})"
 
 
-def _reachable(graph: Graph) -> set[str]:
-    seen: set[str] = set()
-    todo = [ROOT_NODE] if ROOT_NODE in graph.nodes else []
-    while todo:
-        name = todo.pop()
-        if name in seen:
-            continue
-        seen.add(name)
-        todo.extend(s.node_name for s in graph.nodes[name].steps
-                    if isinstance(s.node_name, str) and s.node_name in graph.nodes)
-    return seen
-
-
 def text_tree(graph: Graph) -> str:
     """The graph as an indented ASCII tree, starting at root."""
     title = f"InferenceGraph {graph.name}" if graph.name else "InferenceGraph (bare spec)"
@@ -74,7 +61,7 @@ def text_tree(graph: Graph) -> str:
                     lines.append(child + "`-- " + _node_title(graph, target))
                     node_lines(target, child + "    ", path + (target,))
 
-    reached = _reachable(graph)
+    reached = set(reachable_nodes(graph.nodes))
     for name in graph.nodes:
         if name == ROOT_NODE or name not in reached:
             note = "" if name == ROOT_NODE else "  [unreachable from root]"

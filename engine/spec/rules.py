@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import schema
-from .model import API_VERSION, KIND, ROOT_NODE
+from .model import API_VERSION, KIND, ROOT_NODE, reachable_nodes
+from .urls import url_problem
 
 if TYPE_CHECKING:
     from .graph import Graph
@@ -145,7 +146,6 @@ def _check_node(graph: "Graph", node, out: _Collector) -> None:
                 "response, and there is none: KServe's router answers 500 "
                 "\"invalid response\" for every request")
         if isinstance(step.service_url, str) and step.service_url:
-            from ..backends import url_problem
             problem = url_problem(step.service_url)
             if problem is not None:
                 out("warning", _step_path(node.name, step.index, "serviceUrl"),
@@ -210,13 +210,7 @@ def _check_references(graph: "Graph", out: _Collector) -> None:
                     "KServe's router would fail every request that reaches this step")
     _check_cycles(graph, out)
     if ROOT_NODE in graph.nodes:
-        reached = {ROOT_NODE}
-        todo = [ROOT_NODE]
-        while todo:
-            for _, target in _edges(graph, todo.pop()):
-                if target not in reached:
-                    reached.add(target)
-                    todo.append(target)
+        reached = set(reachable_nodes(graph.nodes))
         for name in graph.nodes:
             if name not in reached:
                 out("warning", f"spec.nodes.{name}",
