@@ -27,6 +27,12 @@ run: install
 test: install
 	$(PY) -m pytest -q
 
+# the same suite on a debug build: invariant checks and leak counters compiled in
+# (the next `make build` or `make test` builds release again)
+test-debug: $(STAMP)
+	ENGINE_DEBUG=1 $(PY) setup.py -q build_ext --inplace -j 2
+	$(PY) -m pytest -q -p no:cacheprovider
+
 bench: install
 	sh bench/setup.sh
 	$(PY) -m bench.load

@@ -14,18 +14,8 @@ from .errors import (
     UpstreamError,
 )
 from .policy import Policy
-from .spec import Diagnostic, Graph, load
-from .spec.graph import install_compiler
-
-
-def _compile_graph(graph, *, policy=None):
-    # imported on first compile: loading, validating and drawing a graph need none of
-    # the runtime
-    from .compiler import compile_graph
-    return compile_graph(graph, policy=policy)
-
-
-install_compiler(_compile_graph)
+from .graph import Graph, load
+from .spec import Diagnostic
 
 __version__ = "0.1.0"
 

@@ -20,7 +20,8 @@ from typing import Callable, Sequence, TextIO
 from . import __version__
 from .cli_router import EXIT_FAILED, EXIT_INVALID, EXIT_OK, EXIT_USAGE, add_run, add_serve
 from .errors import EngineError, GraphSpecError, ServeError
-from .spec import Diagnostic, Graph, load, load_all
+from .graph import Graph, load, load_all
+from .spec import Diagnostic
 from .spec.render import FORMATS
 
 

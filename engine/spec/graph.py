@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import yaml
 
@@ -12,19 +12,6 @@ from .model import GraphSpec, GraphStatus, Metadata, Node, RouterTimeouts, Servi
 from .rules import Diagnostic
 
 _TOP = ("apiVersion", "kind", "metadata", "spec", "status")
-
-
-# What Graph.compile calls. The compiler sits above this layer, which imports nothing
-# of the runtime: the engine package installs it, and Python always runs the
-# package's __init__ before engine.spec.
-_compiler: Callable[..., Any]
-
-
-def install_compiler(compile_graph: Callable[..., Any]) -> None:
-    """Make ``Graph.compile`` call ``compile_graph(graph, policy=...)``; the engine
-    package installs engine.compiler's."""
-    global _compiler
-    _compiler = compile_graph
 
 
 class Graph:
@@ -110,10 +97,6 @@ class Graph:
             raise GraphValidationError(found)
         return found
 
-    def compile(self, *, policy=None):
-        """Compile into an executable Plan (see ``engine.compiler``)."""
-        return _compiler(self, policy=policy)
-
     # -- serialisation ------------------------------------------------------------------
     def to_dict(self) -> dict:
         """The document with CRD JSON names, holding exactly the fields that were set."""
@@ -151,14 +134,17 @@ class Graph:
         return f"<Graph {self.name or '(bare spec)'} nodes={list(self.nodes)}>"
 
 
-def load_all(source: Any, *, services=None) -> list[Graph]:
-    """Every InferenceGraph in ``source`` (multi-document YAML may hold several)."""
+def load_all(source: Any, *, services=None, graph_class: type[Graph] | None = None) -> list[Graph]:
+    """Every InferenceGraph in ``source`` (multi-document YAML may hold several), as
+    ``graph_class`` (a subclass of Graph; engine.Graph adds ``compile``)."""
     docs, origin = loader.documents(source)
-    return [Graph.from_dict(doc, services=services, source=origin)
+    cls = graph_class or Graph
+    return [cls.from_dict(doc, services=services, source=origin)
             for doc in loader.graph_documents(docs)]
 
 
-def load(source: Any, *, services: Mapping[str, ServiceTarget] | None = None) -> Graph:
+def load(source: Any, *, services: Mapping[str, ServiceTarget] | None = None,
+         graph_class: type[Graph] | None = None) -> Graph:
     """Load one InferenceGraph.
 
     ``source`` is a file path (str or Path), YAML or JSON text (multi-document YAML:
@@ -167,7 +153,7 @@ def load(source: Any, *, services: Mapping[str, ServiceTarget] | None = None) ->
     on the graph, untouched, for the compiler. Malformed text raises GraphSpecError
     with ``line``/``column``; call ``validate()`` to check the graph itself.
     """
-    graphs = load_all(source, services=services)
+    graphs = load_all(source, services=services, graph_class=graph_class)
     if len(graphs) > 1:
         names = ", ".join(str(g.name) for g in graphs)
         raise GraphSpecError(f"{len(graphs)} InferenceGraph documents found ({names}); "

@@ -1,0 +1,33 @@
+"""``engine.Graph``: the spec layer's Graph, which compiles.
+
+The spec layer (engine/spec/) knows the resource and nothing of the runtime; this
+class adds the one step from it to the runtime, ``compile``, and ``load`` and
+``load_all`` here give graphs of this class.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from . import spec
+from .spec.model import ServiceTarget
+
+
+class Graph(spec.Graph):
+    __doc__ = spec.Graph.__doc__
+
+    def compile(self, *, policy=None):
+        """Compile into an executable Plan (see ``engine.compiler``)."""
+        # imported on first compile: loading, validating and drawing a graph need none
+        # of the runtime
+        from .compiler import compile_graph
+        return compile_graph(self, policy=policy)
+
+
+def load_all(source: Any, *, services=None) -> list[Graph]:
+    """Every InferenceGraph in ``source`` (see engine.spec.load_all)."""
+    return spec.load_all(source, services=services, graph_class=Graph)  # type: ignore[return-value]
+
+
+def load(source: Any, *, services: Mapping[str, ServiceTarget] | None = None) -> Graph:
+    """Load one InferenceGraph (see engine.spec.load), ready to compile."""
+    return spec.load(source, services=services, graph_class=Graph)  # type: ignore[return-value]
