@@ -360,8 +360,14 @@ class MessageBridge:
 
 class DelegateBackend(Backend):
     impl: Callable[[Any, RunContext], Any]
-    plain: Backend | None
-    bridge_bytes: bool
-    def __init__(self, impl: Callable[[Any, RunContext], Any], description: str,
-                 plain: Backend | None = None, bridge_bytes: bool = False) -> None: ...
+    def __init__(self, impl: Callable[[Any, RunContext], Any], description: str) -> None: ...
 
+class V2HttpBackend(Backend):
+    plain: HttpBackend
+    bridge_bytes: bool
+    def __init__(self, endpoint: Endpoint, client: HttpClient,
+                 encode: Callable[[Any, HeaderList], Any],
+                 decode: Callable[[int, HeaderList, Any, bool], StepResult],
+                 bridge_bytes: bool = False) -> None: ...
+
+class V2StepCall(ResponseSink): ...

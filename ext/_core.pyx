@@ -37,6 +37,7 @@ include "core/execute.pyx"
 # backends: step targets behind the Backend seam
 include "backends/local.pyx"
 include "backends/http.pyx"
+include "backends/v2http.pyx"
 include "backends/delegate.pyx"
 
 # front: what a front end hands the executor and how it answers

@@ -33,25 +33,26 @@ def v2_model_of(path: str):
     return (m.group(1), m.group(2) or "") if m else None
 
 
-class V2HttpBackend:
-    """One v2 infer URL, for what the plain HttpBackend does not take (see module doc)."""
+class V2Codec:
+    """The two conversions of one v2 infer URL, for _core.V2HttpBackend."""
 
-    def __init__(self, url: str, model: str, version: str, plain):
+    def __init__(self, url: str, model: str, version: str):
         self.url = url
         self.model = model
         self.version = version
-        self.plain = plain
 
-    def __call__(self, body, ctx):
+    def encode(self, body, headers: list):
+        """(buffers, headers, binary_added) for ``body``; a StepResult (400) for a body
+        that is no v2 message; None: send the bytes as they are."""
         if not _core.body_is_oip(body):
-            # DelegateBackend sends bytes here only with bridging on and top-level
-            # "outputs" without "inputs": a v2 JSON response, unless it does not parse
+            # sent here only with bridging on and top-level "outputs" without
+            # "inputs": a v2 JSON response, unless it does not parse
             try:
                 resp = InferResponse.from_json(body)
             except BadRequestError:
                 resp = None
             if resp is None or not resp.outputs:
-                return self.plain.invoke(body, ctx)
+                return None
             body = resp
         try:
             req = as_request(body, self.model, self.version)
@@ -60,32 +61,28 @@ class V2HttpBackend:
             buffers, header_length = req.to_http(binary=True)
         except BadRequestError as e:
             return _core.StepResult(400, error_body(f"{self.url}: {e}"))
-        headers = [h for h in ctx.headers if h[0].lower() not in (b"content-type", _HL_LOWER)]
-        headers.append(_OCTETS)
-        headers.append((_HL, str(header_length).encode()))
-        # the client writes the header and the tensors' own buffers (writelines): no join;
-        # the call is an HTTP step call, so a request's cancellation reaches the pool
-        pending = self.plain.request(buffers, headers, ctx.timeout)
-        return self._answer(pending, added)
+        out = [h for h in headers if h[0].lower() not in (b"content-type", _HL_LOWER)]
+        out.append(_OCTETS)
+        out.append((_HL, str(header_length).encode()))
+        return buffers, out, added
 
-    async def _answer(self, pending, added: bool):
-        resp = await pending
-        if not 200 <= resp.status <= 299:
-            return _core.StepResult(resp.status, resp.body)
-        hl = header_value(resp.headers, _HL_LOWER)
+    def decode(self, status: int, headers: list, body, added: bool):
+        """The step's StepResult for the answer (UpstreamError: not a v2 response)."""
+        if not 200 <= status <= 299:
+            return _core.StepResult(status, body)
+        hl = header_value(headers, _HL_LOWER)
         try:
-            out = InferResponse.from_http(resp.body, int(hl) if hl is not None else None)
+            out = InferResponse.from_http(body, int(hl) if hl is not None else None)
         except (BadRequestError, ValueError) as e:
             raise UpstreamError(f'Post "{self.url}": invalid v2 response: {e}',
                                 url=self.url) from None
         if added:
             # transport, asked for by the router: a model echoing it must not leak it
             out.parameters.pop("binary_data_output", None)
-        return _core.StepResult(resp.status, out)
+        return _core.StepResult(status, out)
 
 
 def make_v2_backend(url: str, model: str, version: str, client, bridge_bytes: bool = False):
     """The backend of a v2 infer URL; ``bridge_bytes``: Policy.v2_bridge."""
-    plain = _core.HttpBackend(_core.Endpoint(url), client)
-    impl = V2HttpBackend(url, model, version, plain)
-    return _core.DelegateBackend(impl, url, plain, bridge_bytes)
+    codec = V2Codec(url, model, version)
+    return _core.V2HttpBackend(_core.Endpoint(url), client, codec.encode, codec.decode, bridge_bytes)
