@@ -21,6 +21,7 @@ cdef object _iscoroutine_fn = _asyncio.iscoroutine
 cdef set _COROUTINE_TYPES = set()
 
 
+@cython.freelist(32)
 @cython.final
 cdef class Flow:
     """Runs one coroutine to completion; Future-like to its consumer (done, result,

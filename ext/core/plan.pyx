@@ -19,6 +19,7 @@ class RouteFailure(Exception):
         self.status = status
 
 
+@cython.freelist(32)
 @cython.final
 cdef class StepResult:
     """One answer of a step: status code, body (any bytes-like object, or an OIP
@@ -51,6 +52,7 @@ cdef class FrontEnd:
         return r
 
 
+@cython.freelist(32)
 @cython.final
 cdef class RunContext:
     """Per-request state shared by every step: the headers to forward, the
@@ -139,6 +141,7 @@ cdef class CompiledPlan:
 
 # ---- a request's answer ------------------------------------------------------------
 
+@cython.freelist(32)
 @cython.final
 cdef class Response:
     """The graph's answer: ``status``, ``body`` (bytes-like) and ``content_type``."""

@@ -73,6 +73,7 @@ cdef class Endpoint:
 
 @cython.final
 @cython.no_gc      # holds only bytes and a list of bytes pairs: no cycles
+@cython.freelist(32)
 cdef class ClientResponse:
     """A backend's answer: status, headers in order, body bytes. The client builds these
     without calling __init__; the constructor is for local backends and tests."""
@@ -103,6 +104,7 @@ cdef class ResponseSink(StepCall):
         raise _InternalEngineError(f"{type(self).__name__} does not implement ResponseSink.on_error")
 
 
+@cython.freelist(32)
 @cython.final
 cdef class _Call:
     """One request through the pool, from submission to its outcome (future or sink)."""

@@ -34,6 +34,7 @@ class _LimitExceeded(Exception):
 
 @cython.final
 @cython.no_gc      # holds only bytes, lists of bytes pairs and a tuple: no cycles
+@cython.freelist(32)
 cdef class HttpRequest:
     """One parsed request, handed to the server's handler. The server builds these
     without calling __init__; the constructor is for tests and embedded callers."""
@@ -51,6 +52,7 @@ cdef class HttpRequest:
         return f"<HttpRequest {self.method!r} {self.path!r}>"
 
 
+@cython.freelist(32)
 @cython.final
 cdef class HttpResponse:
     """The handler's answer. ``headers`` are written as given (no Content-Length,
@@ -80,6 +82,7 @@ cdef HttpResponse _error_response(int status, str reason):
     return make_response(status, _orjson.dumps({"error": _bound_message(reason)}), _JSON_HEADERS)
 
 
+@cython.freelist(32)
 @cython.final
 cdef class _PendingAnswer:
     """An answer not yet written: its handler is still running, or answers ahead of it
