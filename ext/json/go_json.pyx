@@ -701,7 +701,7 @@ def go_quote(str text):
     cdef GoJsonRoundTrip rt = GoJsonRoundTrip.__new__(GoJsonRoundTrip)
     cdef bytes raw = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace").encode()
     rt.scratch.len = 0
-    buf_put(&rt.scratch, raw, len(raw))
+    buf_put(&rt.scratch, <const char*>raw, len(raw))
     rt.out.len = 0
     rt.encode_scratch()
     return PyBytes_FromStringAndSize(rt.out.data, rt.out.len)
