@@ -601,7 +601,7 @@ cdef int _hex4(cstr p, Py_ssize_t n, Py_ssize_t i):
     if i + 4 > n:
         return -1
     for k in range(4):
-        h = hexval(p[i + k])
+        h = hex_digit(p[i + k])
         if h < 0:
             return -1
         r = r * 16 + h

@@ -775,7 +775,7 @@ cdef class _ClientConnection:
                     elif c == b';':
                         self.state = RS_CHUNK_EXT
                     else:
-                        i = _hex_value(c)
+                        i = hex_digit(c)
                         if i < 0 or self.digits >= 15:
                             self.malformed("invalid chunk size")
                             return
@@ -933,16 +933,6 @@ cdef class _ClientConnection:
             else:
                 self.pool.release(self)
         call.finish(resp)
-
-
-cdef inline int _hex_value(char c) noexcept:
-    if b'0' <= c <= b'9':
-        return c - 48
-    if b'a' <= c <= b'f':
-        return c - 87
-    if b'A' <= c <= b'F':
-        return c - 55
-    return -1
 
 
 cdef long long _parse_length(const char *s, Py_ssize_t n) noexcept:
