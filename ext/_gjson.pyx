@@ -80,18 +80,7 @@ cdef class Result:
 
     def str(self):
         """gjson's Result.String() as a Python str."""
-        return self._string_bytes().decode("utf-8", "replace")
-
-    cdef bytes _string_bytes(self):
-        cdef Res r
-        res_clear(&r)
-        r.type = self._type
-        r.raw = <cstr>PyBytes_AS_STRING(self._raw)
-        r.rawlen = len(self._raw)
-        r.s = <cstr>PyBytes_AS_STRING(self._str)
-        r.slen = len(self._str)
-        r.num = self._num
-        return go_string_of(&r)
+        return held_string(self._type, self._raw, self._str, self._num).decode("utf-8", "replace")
 
     def num(self):
         """gjson's Result.Float(): numbers, numeric strings, true as 1, else 0."""
@@ -105,13 +94,7 @@ cdef class Result:
 
     def bool(self):
         """gjson's Result.Bool()."""
-        if self._type == T_TRUE:
-            return True
-        if self._type == T_STRING:
-            return _parse_go_bool(<cstr>PyBytes_AS_STRING(self._str), len(self._str))
-        if self._type == T_NUMBER:
-            return self._num != 0
-        return False
+        return held_bool(self._type, self._str, self._num)
 
     def value(self):
         """gjson's Result.Value() in Python: None, bool, float, str, dict or list."""
