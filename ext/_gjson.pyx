@@ -146,6 +146,21 @@ cdef Result _result_of(const Res* r):
     return out
 
 
+cdef inline bint _path_exists(Path path, cstr doc, Py_ssize_t n, bint valid) except -1:
+    # valid: the caller has checked doc with c_valid, so eval_valid_doc may skip that
+    cdef Arena arena
+    cdef Res r
+    arena.items = NULL
+    try:
+        if valid:
+            eval_valid_doc(doc, n, path._p, path._n, &r, &arena)
+        else:
+            eval_path(doc, n, path._p, path._n, &r, &arena)
+        return res_exists(&r)
+    finally:
+        arena_release(&arena)
+
+
 cdef class Path:
     """A GJSON path, checked once; ``get`` evaluates it on a document."""
 
@@ -163,24 +178,10 @@ cdef class Path:
         return eval_path(doc, n, self._p, self._n, out, arena)
 
     cdef bint c_exists(self, const char* doc, Py_ssize_t n) except -1:
-        cdef Arena arena
-        cdef Res r
-        arena.items = NULL
-        try:
-            eval_path(<cstr>doc, n, self._p, self._n, &r, &arena)
-            return res_exists(&r)
-        finally:
-            arena_release(&arena)
+        return _path_exists(self, <cstr>doc, n, False)
 
     cdef bint c_exists_valid(self, const char* doc, Py_ssize_t n) except -1:
-        cdef Arena arena
-        cdef Res r
-        arena.items = NULL
-        try:
-            eval_valid_doc(<cstr>doc, n, self._p, self._n, &r, &arena)
-            return res_exists(&r)
-        finally:
-            arena_release(&arena)
+        return _path_exists(self, <cstr>doc, n, True)
 
     cdef bint c_match(self, const char* doc, Py_ssize_t n) except -1:
         if not c_valid(doc, n):
