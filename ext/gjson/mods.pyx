@@ -83,7 +83,7 @@ cdef bint held_bool(int type, bytes s, double num) noexcept:
     if type == T_TRUE:
         return True
     if type == T_STRING:
-        return _parse_go_bool(<cstr>PyBytes_AS_STRING(s), len(s))
+        return _go_bool_word(<cstr>PyBytes_AS_STRING(s), len(s)) == 1
     if type == T_NUMBER:
         return num != 0
     return False
