@@ -175,26 +175,26 @@ cdef class _Call:
             else:
                 self.fut.set_exception(exc)
 
-    cdef finish(self, ClientResponse resp):
+    cdef bint settle(self) except -1:
+        """Done, off its connection and its timer, before finish or fail delivers;
+        False when the call was done already (it has delivered or been cancelled)."""
         if self.phase == CP_DONE:
-            return
+            return False
         self.phase = CP_DONE
         self.conn = None
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        self.deliver(resp, None)
+        return True
+
+    cdef finish(self, ClientResponse resp):
+        if self.settle():
+            self.deliver(resp, None)
 
     cdef fail(self, str cause, bint prefixed=True):
-        if self.phase == CP_DONE:
-            return
-        self.phase = CP_DONE
-        self.conn = None
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        self.deliver(None, _UpstreamError(
-            self.ep.error_prefix + cause if prefixed else cause, url=self.ep.url))
+        if self.settle():
+            self.deliver(None, _UpstreamError(
+                self.ep.error_prefix + cause if prefixed else cause, url=self.ep.url))
 
 
 cdef class HttpClient:
