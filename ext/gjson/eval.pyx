@@ -346,7 +346,7 @@ cdef bint split_possible_pipe(Span path, Span* left, Span* right) noexcept nogil
 
 cdef Py_ssize_t _squash_len(cstr j, Py_ssize_t n) noexcept nogil:
     """Length of gjson's squash(j): the leading value ('[', '{', '(' or '"')."""
-    cdef Py_ssize_t i = 0, depth = 0, s2
+    cdef Py_ssize_t i = 0, depth = 0, s2, k, cnt
     if n == 0:
         return 0
     if j[0] != 34:
@@ -354,12 +354,26 @@ cdef Py_ssize_t _squash_len(cstr j, Py_ssize_t n) noexcept nogil:
     while i < n:
         if 34 <= j[i] <= 125:
             if j[i] == 34:
-                s2 = i + 1
-                i = gj_find_byte(j, s2, n, 34)
-                if i >= 0:
-                    i = _esc_quote_scan(j, n, i, s2 - 1)
-                if i < 0:
-                    i = n
+                i += 1
+                s2 = i
+                while i < n:
+                    if j[i] > 92:
+                        i += 1
+                        continue
+                    if j[i] == 34:
+                        if j[i - 1] == 92:
+                            cnt = 0
+                            k = i - 2
+                            while k > s2 - 1:
+                                if j[k] != 92:
+                                    break
+                                cnt += 1
+                                k -= 1
+                            if cnt % 2 == 0:
+                                i += 1
+                                continue
+                        break
+                    i += 1
                 if depth == 0:
                     if i >= n:
                         return n

@@ -482,7 +482,7 @@ cdef Py_ssize_t _tolit_end(cstr j, Py_ssize_t n) noexcept nogil:
 
 cdef int _tostr(cstr j, Py_ssize_t n, Res* r, Arena* arena) except -1:
     # gjson's tostr: the lead byte is a quote; an unterminated string keeps it all
-    cdef Py_ssize_t i = 1
+    cdef Py_ssize_t i = 1, k, cnt
     cdef bytes u
     r.type = T_STRING
     while i < n:
@@ -493,14 +493,31 @@ cdef int _tostr(cstr j, Py_ssize_t n, Res* r, Arena* arena) except -1:
             r.raw, r.rawlen, r.s, r.slen = j, i + 1, j + 1, i - 1
             return 0
         if j[i] == 92:
-            i = gj_find_byte(j, i + 1, n, 34)
-            if i >= 0:
-                i = _esc_quote_scan(j, n, i, 0)
+            i += 1
+            while i < n:
+                if j[i] > 92:
+                    i += 1
+                    continue
+                if j[i] == 34:
+                    if j[i - 1] == 92:
+                        cnt = 0
+                        k = i - 2
+                        while k > 0:
+                            if j[k] != 92:
+                                break
+                            cnt += 1
+                            k -= 1
+                        if cnt % 2 == 0:
+                            i += 1
+                            continue
+                    r.raw, r.rawlen = j, i + 1
+                    u = unescape_bytes(j + 1, i - 1)
+                    r.s = arena_keep(arena, u)
+                    r.slen = len(u)
+                    return 0
+                i += 1
             r.raw = j
-            if i >= 0:
-                r.rawlen = i + 1
-            else:
-                i = r.rawlen = n
+            r.rawlen = i + 1 if i + 1 < n else i
             u = unescape_bytes(j + 1, i - 1)
             r.s = arena_keep(arena, u)
             r.slen = len(u)
