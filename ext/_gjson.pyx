@@ -80,18 +80,7 @@ cdef class Result:
 
     def str(self):
         """gjson's Result.String() as a Python str."""
-        return self._string_bytes().decode("utf-8", "replace")
-
-    cdef bytes _string_bytes(self):
-        cdef Res r
-        res_clear(&r)
-        r.type = self._type
-        r.raw = <cstr>PyBytes_AS_STRING(self._raw)
-        r.rawlen = len(self._raw)
-        r.s = <cstr>PyBytes_AS_STRING(self._str)
-        r.slen = len(self._str)
-        r.num = self._num
-        return go_string_of(&r)
+        return held_string(self._type, self._raw, self._str, self._num).decode("utf-8", "replace")
 
     def num(self):
         """gjson's Result.Float(): numbers, numeric strings, true as 1, else 0."""
@@ -105,13 +94,7 @@ cdef class Result:
 
     def bool(self):
         """gjson's Result.Bool()."""
-        if self._type == T_TRUE:
-            return True
-        if self._type == T_STRING:
-            return _parse_go_bool(<cstr>PyBytes_AS_STRING(self._str), len(self._str))
-        if self._type == T_NUMBER:
-            return self._num != 0
-        return False
+        return held_bool(self._type, self._str, self._num)
 
     def value(self):
         """gjson's Result.Value() in Python: None, bool, float, str, dict or list."""
@@ -163,6 +146,21 @@ cdef Result _result_of(const Res* r):
     return out
 
 
+cdef inline bint _path_exists(Path path, cstr doc, Py_ssize_t n, bint valid) except -1:
+    # valid: the caller has checked doc with c_valid, so eval_valid_doc may skip that
+    cdef Arena arena
+    cdef Res r
+    arena.items = NULL
+    try:
+        if valid:
+            eval_valid_doc(doc, n, path._p, path._n, &r, &arena)
+        else:
+            eval_path(doc, n, path._p, path._n, &r, &arena)
+        return res_exists(&r)
+    finally:
+        arena_release(&arena)
+
+
 cdef class Path:
     """A GJSON path, checked once; ``get`` evaluates it on a document."""
 
@@ -180,24 +178,10 @@ cdef class Path:
         return eval_path(doc, n, self._p, self._n, out, arena)
 
     cdef bint c_exists(self, const char* doc, Py_ssize_t n) except -1:
-        cdef Arena arena
-        cdef Res r
-        arena.items = NULL
-        try:
-            eval_path(<cstr>doc, n, self._p, self._n, &r, &arena)
-            return res_exists(&r)
-        finally:
-            arena_release(&arena)
+        return _path_exists(self, <cstr>doc, n, False)
 
     cdef bint c_exists_valid(self, const char* doc, Py_ssize_t n) except -1:
-        cdef Arena arena
-        cdef Res r
-        arena.items = NULL
-        try:
-            eval_valid_doc(<cstr>doc, n, self._p, self._n, &r, &arena)
-            return res_exists(&r)
-        finally:
-            arena_release(&arena)
+        return _path_exists(self, <cstr>doc, n, True)
 
     cdef bint c_match(self, const char* doc, Py_ssize_t n) except -1:
         if not c_valid(doc, n):

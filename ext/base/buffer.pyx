@@ -19,7 +19,7 @@ cdef int buf_reserve(ByteBuf *b, Py_ssize_t extra) except -1:
     return 0
 
 
-cdef inline int buf_put(ByteBuf *b, const char *s, Py_ssize_t n) except -1:
+cdef inline int buf_put(ByteBuf *b, const void *s, Py_ssize_t n) except -1:
     if b.len + n > b.cap:
         buf_reserve(b, n)
     memcpy(b.data + b.len, s, n)

@@ -2,6 +2,7 @@
 # beside each file, included in the order ext/_core.pyx includes the files.
 # Cython finds this file by the module's dotted name (include_path=["ext"]).
 
+include "base/hex.pxd"
 include "base/buffer.pxd"
 include "base/flow.pxd"
 include "json/go_json.pxd"

@@ -2,6 +2,8 @@
 # cimports Path and c_valid to evaluate Switch and Sequence conditions on raw bytes).
 cimport cython
 
+include "base/hex.pxd"
+
 ctypedef const unsigned char* cstr
 
 cdef struct Span:

@@ -402,29 +402,21 @@ cdef inline Py_ssize_t parse_uint(cstr p, Py_ssize_t n) noexcept nogil:
     return v
 
 
-cdef bint _parse_go_bool(cstr s, Py_ssize_t n) noexcept nogil:
-    """strconv.ParseBool(strings.ToLower(s)) value (false on error)."""
-    cdef unsigned char buf[5]
-    cdef Py_ssize_t k
-    if n == 0 or n > 4:
-        return False
-    for k in range(n):
-        buf[k] = s[k] + 32 if 65 <= s[k] <= 90 else s[k]
-    if n == 1:
-        return buf[0] == 49 or buf[0] == 116
-    return n == 4 and memcmp(buf, b"true", 4) == 0
-
-
-cdef bint _is_go_bool_false(cstr s, Py_ssize_t n) noexcept nogil:
+cdef int _go_bool_word(cstr s, Py_ssize_t n) noexcept nogil:
+    """strconv.ParseBool(strings.ToLower(s)): 1 or 0, and -1 when s is no bool."""
     cdef unsigned char buf[5]
     cdef Py_ssize_t k
     if n == 0 or n > 5:
-        return False
+        return -1
     for k in range(n):
         buf[k] = s[k] + 32 if 65 <= s[k] <= 90 else s[k]
     if n == 1:
-        return buf[0] == 48 or buf[0] == 102
-    return n == 5 and memcmp(buf, b"false", 5) == 0
+        if buf[0] == 49 or buf[0] == 116:
+            return 1
+        return 0 if buf[0] == 48 or buf[0] == 102 else -1
+    if n == 4 and memcmp(buf, b"true", 4) == 0:
+        return 1
+    return 0 if n == 5 and memcmp(buf, b"false", 5) == 0 else -1
 
 
 cdef bint query_matches(ArrPath* rp, const Res* value_in) noexcept nogil:
@@ -445,11 +437,11 @@ cdef bint query_matches(ArrPath* rp, const Res* value_in) noexcept nogil:
             ish = value.type == T_NULL
         elif span_eq(rpv, rpn, b"true"):
             ish = (value.type == T_TRUE or
-                   (value.type == T_STRING and _parse_go_bool(value.s, value.slen)) or
+                   (value.type == T_STRING and _go_bool_word(value.s, value.slen) == 1) or
                    (value.type == T_NUMBER and value.num != 0))
         elif span_eq(rpv, rpn, b"false"):
             ish = (value.type == T_NULL or value.type == T_FALSE or
-                   (value.type == T_STRING and _is_go_bool_false(value.s, value.slen)) or
+                   (value.type == T_STRING and _go_bool_word(value.s, value.slen) == 0) or
                    (value.type == T_NUMBER and value.num == 0))
         else:
             known = False

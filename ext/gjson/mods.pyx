@@ -64,6 +64,31 @@ cdef bytes go_string_of(const Res* r):
     return _EMPTY
 
 
+# A result held in Python objects (the modifiers' _V, the public Result): gjson's
+# Result.String() and Result.Bool() on its fields, written once for both.
+
+cdef bytes held_string(int type, bytes raw, bytes s, double num):
+    cdef Res r
+    res_clear(&r)
+    r.type = type
+    r.raw = <cstr>PyBytes_AS_STRING(raw)
+    r.rawlen = len(raw)
+    r.s = <cstr>PyBytes_AS_STRING(s)
+    r.slen = len(s)
+    r.num = num
+    return go_string_of(&r)
+
+
+cdef bint held_bool(int type, bytes s, double num) noexcept:
+    if type == T_TRUE:
+        return True
+    if type == T_STRING:
+        return _go_bool_word(<cstr>PyBytes_AS_STRING(s), len(s)) == 1
+    if type == T_NUMBER:
+        return num != 0
+    return False
+
+
 cdef class _V:
     """A parsed value held in Python (modifiers only): gjson's Result fields."""
     cdef public int type
@@ -75,24 +100,10 @@ cdef class _V:
         return self.type != T_NULL or len(self.raw) != 0
 
     cdef bytes string(self):
-        cdef Res r
-        res_clear(&r)
-        r.type = self.type
-        r.raw = <cstr>PyBytes_AS_STRING(self.raw)
-        r.rawlen = len(self.raw)
-        r.s = <cstr>PyBytes_AS_STRING(self.s)
-        r.slen = len(self.s)
-        r.num = self.num
-        return go_string_of(&r)
+        return held_string(self.type, self.raw, self.s, self.num)
 
     cdef bint boolean(self):
-        if self.type == T_TRUE:
-            return True
-        if self.type == T_STRING:
-            return _parse_go_bool(<cstr>PyBytes_AS_STRING(self.s), len(self.s))
-        if self.type == T_NUMBER:
-            return self.num != 0
-        return False
+        return held_bool(self.type, self.s, self.num)
 
     cdef bint is_array(self):
         return self.type == T_JSON and len(self.raw) > 0 and self.raw[0] == 91
@@ -601,7 +612,7 @@ cdef int _hex4(cstr p, Py_ssize_t n, Py_ssize_t i):
     if i + 4 > n:
         return -1
     for k in range(4):
-        h = hexval(p[i + k])
+        h = hex_digit(p[i + k])
         if h < 0:
             return -1
         r = r * 16 + h

@@ -348,21 +348,11 @@ cdef bint _underscores_ok(cstr s, Py_ssize_t n) noexcept nogil:
     return saw != 95
 
 
-cdef inline int hexval(unsigned char c) noexcept nogil:
-    if 48 <= c <= 57:
-        return c - 48
-    if 97 <= c <= 102:
-        return c - 87
-    if 65 <= c <= 70:
-        return c - 55
-    return -1
-
-
 cdef int _runeit(cstr s) noexcept nogil:
     # strconv.ParseUint(s[:4], 16): any bad digit makes the whole value 0
     cdef int r = 0, k, h
     for k in range(4):
-        h = hexval(s[k])
+        h = hex_digit(s[k])
         if h < 0:
             return 0
         r = r * 16 + h

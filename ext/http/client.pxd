@@ -41,6 +41,7 @@ cdef class _Call:
     cdef cancel(self)
     cdef arm_own_timer(self, loop)
     cdef deliver(self, ClientResponse resp, object exc)
+    cdef bint settle(self) except -1
     cdef finish(self, ClientResponse resp)
     cdef fail(self, str cause, bint prefixed=*)
 

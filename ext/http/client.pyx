@@ -178,26 +178,26 @@ cdef class _Call:
             else:
                 self.fut.set_exception(exc)
 
-    cdef finish(self, ClientResponse resp):
+    cdef bint settle(self) except -1:
+        """Done, off its connection and its timer, before finish or fail delivers;
+        False when the call was done already (it has delivered or been cancelled)."""
         if self.phase == CP_DONE:
-            return
+            return False
         self.phase = CP_DONE
         self.conn = None
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        self.deliver(resp, None)
+        return True
+
+    cdef finish(self, ClientResponse resp):
+        if self.settle():
+            self.deliver(resp, None)
 
     cdef fail(self, str cause, bint prefixed=True):
-        if self.phase == CP_DONE:
-            return
-        self.phase = CP_DONE
-        self.conn = None
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        self.deliver(None, _UpstreamError(
-            self.ep.error_prefix + cause if prefixed else cause, url=self.ep.url))
+        if self.settle():
+            self.deliver(None, _UpstreamError(
+                self.ep.error_prefix + cause if prefixed else cause, url=self.ep.url))
 
 
 cdef class HttpClient:
@@ -784,7 +784,7 @@ cdef class _ClientConnection:
                     elif c == b';':
                         self.state = RS_CHUNK_EXT
                     else:
-                        i = _hex_value(c)
+                        i = hex_digit(c)
                         if i < 0 or self.digits >= 15:
                             self.malformed("invalid chunk size")
                             return
@@ -942,16 +942,6 @@ cdef class _ClientConnection:
             else:
                 self.pool.release(self)
         call.finish(resp)
-
-
-cdef inline int _hex_value(char c) noexcept:
-    if b'0' <= c <= b'9':
-        return c - 48
-    if b'a' <= c <= b'f':
-        return c - 87
-    if b'A' <= c <= b'F':
-        return c - 55
-    return -1
 
 
 cdef long long _parse_length(const char *s, Py_ssize_t n) noexcept:

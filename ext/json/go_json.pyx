@@ -33,19 +33,9 @@ cdef const char *_HEX = b"0123456789abcdef"
 
 # ---- Go's rules, one at a time --------------------------------------------------------
 
-cdef inline int hex_value(unsigned char c) noexcept:
-    if 48 <= c <= 57:
-        return c - 48
-    if 97 <= c <= 102:
-        return c - 87
-    if 65 <= c <= 70:
-        return c - 55
-    return -1
-
-
 cdef inline int hex4(const unsigned char *p) noexcept:
     # only called on escapes the scanner has checked
-    return (hex_value(p[0]) << 12) | (hex_value(p[1]) << 8) | (hex_value(p[2]) << 4) | hex_value(p[3])
+    return (hex_digit(p[0]) << 12) | (hex_digit(p[1]) << 8) | (hex_digit(p[2]) << 4) | hex_digit(p[3])
 
 
 cdef Py_ssize_t utf8_size(const unsigned char *p, Py_ssize_t avail) noexcept:
@@ -299,8 +289,8 @@ cdef class GoJsonRoundTrip:
                     return -1
                 c = s[i]
                 if c == b'u':
-                    if i + 4 >= self.n or hex_value(s[i + 1]) < 0 or hex_value(s[i + 2]) < 0 \
-                            or hex_value(s[i + 3]) < 0 or hex_value(s[i + 4]) < 0:
+                    if i + 4 >= self.n or hex_digit(s[i + 1]) < 0 or hex_digit(s[i + 2]) < 0 \
+                            or hex_digit(s[i + 3]) < 0 or hex_digit(s[i + 4]) < 0:
                         return -1
                     i += 5
                     continue
@@ -699,7 +689,7 @@ def go_quote(str text):
     cdef GoJsonRoundTrip rt = GoJsonRoundTrip.__new__(GoJsonRoundTrip)
     cdef bytes raw = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace").encode()
     rt.scratch.len = 0
-    buf_put(&rt.scratch, raw, len(raw))
+    buf_put(&rt.scratch, <const char*>raw, len(raw))
     rt.out.len = 0
     rt.encode_scratch()
     return PyBytes_FromStringAndSize(rt.out.data, rt.out.len)

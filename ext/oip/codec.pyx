@@ -9,11 +9,11 @@ cimport cython
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.long cimport PyLong_AsLongLongAndOverflow
+from cpython.mem cimport PyMem_Free
 from cpython.unicode cimport PyUnicode_DecodeUTF8, PyUnicode_AsUTF8AndSize
 from libc.stdint cimport (uint64_t, int64_t, uint32_t, int32_t, uint16_t, int16_t,
                           uint8_t, int8_t)
 from libc.string cimport memcpy
-from libc.stdlib cimport realloc, free
 
 import numpy as _np
 from engine.errors import BadRequestError as _OipBadRequest
@@ -533,44 +533,17 @@ cdef RequestedOutput _oip_rd_requested(const unsigned char* p, Py_ssize_t start,
     return o
 
 
-# ------------------------------------------------------ growable output buffer
+# ------------------------------------------------- varints into a ByteBuf
 
-cdef struct _OipBuf:
-    char* p
-    Py_ssize_t n
-    Py_ssize_t cap
-
-
-cdef int _oip_wb_reserve(_OipBuf* w, Py_ssize_t extra) except -1:
-    cdef Py_ssize_t cap = w.cap if w.cap else 256
-    cdef char* q
-    if w.n + extra <= w.cap:
-        return 0
-    while cap < w.n + extra:
-        cap *= 2
-    q = <char*>realloc(w.p, cap)
-    if q == NULL:
-        raise MemoryError()
-    w.p = q
-    w.cap = cap
-    return 0
-
-
-cdef inline int _oip_wb_put(_OipBuf* w, const void* src, Py_ssize_t k) except -1:
-    _oip_wb_reserve(w, k)
-    memcpy(w.p + w.n, src, k)
-    w.n += k
-    return 0
-
-
-cdef inline int _oip_wb_varint(_OipBuf* w, uint64_t v) except -1:
-    _oip_wb_reserve(w, 10)
+cdef inline int _oip_wb_varint(ByteBuf* w, uint64_t v) except -1:
+    if w.len + 10 > w.cap:
+        buf_reserve(w, 10)
     while v >= 0x80:
-        w.p[w.n] = <char>((v & 0x7F) | 0x80)
-        w.n += 1
+        w.data[w.len] = <char>((v & 0x7F) | 0x80)
+        w.len += 1
         v >>= 7
-    w.p[w.n] = <char>v
-    w.n += 1
+    w.data[w.len] = <char>v
+    w.len += 1
     return 0
 
 
@@ -584,7 +557,7 @@ cdef inline int _oip_varint_size(uint64_t v) noexcept:
 
 # ------------------------------------------------------------ typed contents
 
-cdef int _oip_contents_put(_OipBuf* out, int code, uint64_t v, const char* name) except -1:
+cdef int _oip_contents_put(ByteBuf* out, int code, uint64_t v, const char* name) except -1:
     """Append one varint-carried element in the raw form of datatype ``code``."""
     cdef int32_t i32 = <int32_t>v
     cdef uint32_t u32 = <uint32_t>v
@@ -594,30 +567,30 @@ cdef int _oip_contents_put(_OipBuf* out, int code, uint64_t v, const char* name)
     cdef uint16_t u16
     if code == OIP_DT_BOOL:
         b = v != 0
-        return _oip_wb_put(out, &b, 1)
+        return buf_put(out, &b, 1)
     if code == OIP_DT_INT8 or code == OIP_DT_INT16:
         if (code == OIP_DT_INT8 and (i32 < -128 or i32 > 127)) or (i32 < -32768 or i32 > 32767):
             raise _OipBadRequest(f"tensor {name.decode()!r}: int_contents value {i32} "
                                  f"out of range for {OIP_DATATYPES[code]}")
         if code == OIP_DT_INT8:
             i8 = <int8_t>i32
-            return _oip_wb_put(out, &i8, 1)
+            return buf_put(out, &i8, 1)
         i16 = <int16_t>i32
-        return _oip_wb_put(out, &i16, 2)
+        return buf_put(out, &i16, 2)
     if code == OIP_DT_INT32:
-        return _oip_wb_put(out, &i32, 4)
+        return buf_put(out, &i32, 4)
     if code == OIP_DT_UINT8 or code == OIP_DT_UINT16:
         if u32 > (255U if code == OIP_DT_UINT8 else 65535U):
             raise _OipBadRequest(f"tensor {name.decode()!r}: uint_contents value {u32} "
                                  f"out of range for {OIP_DATATYPES[code]}")
         if code == OIP_DT_UINT8:
             b = <uint8_t>u32
-            return _oip_wb_put(out, &b, 1)
+            return buf_put(out, &b, 1)
         u16 = <uint16_t>u32
-        return _oip_wb_put(out, &u16, 2)
+        return buf_put(out, &u16, 2)
     if code == OIP_DT_UINT32:
-        return _oip_wb_put(out, &u32, 4)
-    return _oip_wb_put(out, &v, 8)  # INT64, UINT64: the varint is the 64-bit pattern
+        return buf_put(out, &u32, 4)
+    return buf_put(out, &v, 8)  # INT64, UINT64: the varint is the 64-bit pattern
 
 
 cdef object _oip_contents_decode(object whole, const unsigned char* p, list ranges,
@@ -630,7 +603,7 @@ cdef object _oip_contents_decode(object whole, const unsigned char* p, list rang
     cdef uint32_t len32
     cdef _OipRd s
     cdef _OipRd packed
-    cdef _OipBuf out = _OipBuf(NULL, 0, 0)
+    cdef ByteBuf out = ByteBuf(NULL, 0, 0)
     cdef bytes tname = t.name.encode()
     cdef Py_ssize_t single_start = -1, single_stop = -1, pieces = 0
     try:
@@ -657,8 +630,8 @@ cdef object _oip_contents_decode(object whole, const unsigned char* p, list rang
                     if k > 0xFFFFFFFF:
                         raise _OipBadRequest(f"tensor {t.name!r}: BYTES element over 4 GiB")
                     len32 = <uint32_t>k
-                    _oip_wb_put(&out, &len32, 4)
-                    _oip_wb_put(&out, p + sub, k)
+                    buf_put(&out, &len32, 4)
+                    buf_put(&out, p + sub, k)
                 elif field == 6 or field == 7:
                     k = 4 if field == 6 else 8
                     if wt == 2:
@@ -672,16 +645,16 @@ cdef object _oip_contents_decode(object whole, const unsigned char* p, list rang
                             single_start, single_stop = sub, s.pos
                         else:
                             if pieces == 1:
-                                _oip_wb_put(&out, p + single_start, single_stop - single_start)
-                            _oip_wb_put(&out, p + sub, s.pos - sub)
+                                buf_put(&out, p + single_start, single_stop - single_start)
+                            buf_put(&out, p + sub, s.pos - sub)
                         pieces += 1
                     elif wt == (5 if field == 6 else 1):
                         if s.end - s.pos < k:
                             raise _OipBadRequest("malformed protobuf message: truncated float")
                         if pieces == 1:
-                            _oip_wb_put(&out, p + single_start, single_stop - single_start)
+                            buf_put(&out, p + single_start, single_stop - single_start)
                         pieces += 2
-                        _oip_wb_put(&out, p + s.pos, k)
+                        buf_put(&out, p + s.pos, k)
                         s.pos += k
                     else:
                         _oip_rd_skip(&s, tag, 0)
@@ -698,12 +671,12 @@ cdef object _oip_contents_decode(object whole, const unsigned char* p, list rang
                     _oip_rd_skip(&s, tag, 0)
         if pieces == 1:
             return whole[single_start:single_stop]
-        return PyBytes_FromStringAndSize(out.p, out.n) if out.n else b""
+        return PyBytes_FromStringAndSize(out.data, out.len) if out.len else b""
     finally:
-        free(out.p)
+        PyMem_Free(out.data)
 
 
-cdef int _oip_contents_encode(_OipBuf* w, Tensor t, int code) except -1:
+cdef int _oip_contents_encode(ByteBuf* w, Tensor t, int code) except -1:
     """Append the InferTensorContents of ``t`` (field 5 of the tensor) to ``w``."""
     cdef Py_buffer view
     cdef const unsigned char* p
@@ -733,7 +706,7 @@ cdef int _oip_contents_encode(_OipBuf* w, Tensor t, int code) except -1:
                 memcpy(&k, p + pos, 4)
                 _oip_wb_varint(w, 8 << 3 | 2)
                 _oip_wb_varint(w, k)
-                _oip_wb_put(w, p + pos + 4, k)
+                buf_put(w, p + pos + 4, k)
                 pos += 4 + k
             return 0
         if code == OIP_DT_FP32 or code == OIP_DT_FP64:
@@ -741,7 +714,7 @@ cdef int _oip_contents_encode(_OipBuf* w, Tensor t, int code) except -1:
             _oip_wb_varint(w, 1 + _oip_varint_size(n) + n)
             _oip_wb_varint(w, field << 3 | 2)
             _oip_wb_varint(w, n)
-            return _oip_wb_put(w, p, n)
+            return buf_put(w, p, n)
         for i in range(0, n, item):
             body += _oip_varint_size(_oip_raw_as_varint(p + i, code))
         _oip_wb_varint(w, 5 << 3 | 2)
@@ -867,7 +840,7 @@ def oip_parse_response(buf):
 
 # ------------------------------------------------------------ message writing
 
-cdef int _oip_wr_str(_OipBuf* w, int field, str text, bint always) except -1:
+cdef int _oip_wr_str(ByteBuf* w, int field, str text, bint always) except -1:
     cdef Py_ssize_t n
     cdef const char* c
     if not text and not always:
@@ -875,10 +848,10 @@ cdef int _oip_wr_str(_OipBuf* w, int field, str text, bint always) except -1:
     c = PyUnicode_AsUTF8AndSize(text, &n)
     _oip_wb_varint(w, field << 3 | 2)
     _oip_wb_varint(w, n)
-    return _oip_wb_put(w, c, n)
+    return buf_put(w, c, n)
 
 
-cdef int _oip_wr_params(_OipBuf* w, int field, dict params) except -1:
+cdef int _oip_wr_params(ByteBuf* w, int field, dict params) except -1:
     cdef Py_ssize_t klen, slen = 0, vsize
     cdef const char* kp
     cdef const char* sp = NULL
@@ -921,27 +894,27 @@ cdef int _oip_wr_params(_OipBuf* w, int field, dict params) except -1:
         _oip_wb_varint(w, 1 + _oip_varint_size(klen) + klen + 1 + _oip_varint_size(vsize) + vsize)
         _oip_wb_varint(w, 1 << 3 | 2)
         _oip_wb_varint(w, klen)
-        _oip_wb_put(w, kp, klen)
+        buf_put(w, kp, klen)
         _oip_wb_varint(w, 2 << 3 | 2)
         _oip_wb_varint(w, vsize)
         if vtag == (4 << 3 | 1):
             _oip_wb_varint(w, vtag)
-            _oip_wb_put(w, &d, 8)
+            buf_put(w, &d, 8)
         elif vtag == (3 << 3 | 2):
             _oip_wb_varint(w, vtag)
             _oip_wb_varint(w, slen)
-            _oip_wb_put(w, sp, slen)
+            buf_put(w, sp, slen)
         elif vtag:
             _oip_wb_varint(w, vtag)
             _oip_wb_varint(w, iv)
     return 0
 
 
-cdef int _oip_wr_tensor(_OipBuf* w, _OipBuf* tb, int field, Tensor t, bint raw) except -1:
+cdef int _oip_wr_tensor(ByteBuf* w, ByteBuf* tb, int field, Tensor t, bint raw) except -1:
     cdef Py_ssize_t body = 0
     cdef int64_t d
     cdef int overflow = 0
-    tb.n = 0
+    tb.len = 0
     _oip_wr_str(tb, 1, t.name, False)
     _oip_wr_str(tb, 2, t.datatype, False)
     if t._shape:
@@ -961,15 +934,15 @@ cdef int _oip_wr_tensor(_OipBuf* w, _OipBuf* tb, int field, Tensor t, bint raw) 
     if not raw:
         _oip_contents_encode(tb, t, _oip_dtype_code(t.datatype))
     _oip_wb_varint(w, field << 3 | 2)
-    _oip_wb_varint(w, tb.n)
-    return _oip_wb_put(w, tb.p, tb.n)
+    _oip_wb_varint(w, tb.len)
+    return buf_put(w, tb.data, tb.len)
 
 
 cdef list _oip_encode(str model_name, str model_version, str request_id, dict params,
                       list tensors, list requested, int tensor_field, int requested_field,
                       int raw_field, bint raw):
-    cdef _OipBuf w = _OipBuf(NULL, 0, 0)
-    cdef _OipBuf tb = _OipBuf(NULL, 0, 0)
+    cdef ByteBuf w = ByteBuf(NULL, 0, 0)
+    cdef ByteBuf tb = ByteBuf(NULL, 0, 0)
     cdef Py_buffer view
     cdef Py_ssize_t n
     cdef list chunks = []
@@ -991,12 +964,12 @@ cdef list _oip_encode(str model_name, str model_version, str request_id, dict pa
         for t in tensors:
             _oip_wr_tensor(&w, &tb, tensor_field, t, raw)
         for o in requested:
-            tb.n = 0
+            tb.len = 0
             _oip_wr_str(&tb, 1, o.name, False)
             _oip_wr_params(&tb, 2, o.parameters)
             _oip_wb_varint(&w, requested_field << 3 | 2)
-            _oip_wb_varint(&w, tb.n)
-            _oip_wb_put(&w, tb.p, tb.n)
+            _oip_wb_varint(&w, tb.len)
+            buf_put(&w, tb.data, tb.len)
         if raw:
             for t in tensors:
                 PyObject_GetBuffer(t.data, &view, PyBUF_SIMPLE)
@@ -1007,18 +980,18 @@ cdef list _oip_encode(str model_name, str model_version, str request_id, dict pa
                     _oip_wb_varint(&w, raw_field << 3 | 2)
                     _oip_wb_varint(&w, n)
                     if n <= _OIP_INLINE_MAX:
-                        _oip_wb_put(&w, view.buf, n)
+                        buf_put(&w, view.buf, n)
                         continue
                 finally:
                     PyBuffer_Release(&view)
-                chunks.append(PyBytes_FromStringAndSize(w.p, w.n))
+                chunks.append(PyBytes_FromStringAndSize(w.data, w.len))
                 chunks.append(t.data)
-                w.n = 0
-        if w.n or not chunks:
-            chunks.append(PyBytes_FromStringAndSize(w.p, w.n))
+                w.len = 0
+        if w.len or not chunks:
+            chunks.append(PyBytes_FromStringAndSize(w.data, w.len))
     finally:
-        free(w.p)
-        free(tb.p)
+        PyMem_Free(w.data)
+        PyMem_Free(tb.data)
     return chunks
 
 
