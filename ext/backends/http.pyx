@@ -34,7 +34,6 @@ cdef class HttpBackend(Backend):
         return pending
 
 
-@cython.freelist(32)
 @cython.final
 cdef class HttpStepCall(ResponseSink):
     """An HTTP step in flight: the connection pool delivers its outcome here directly
