@@ -246,9 +246,10 @@ class PlanStep:
     map_predictions: bool
     hard: bool
     weight_end: int
+    policy: Any
     def __init__(self, index: int, name: str, target: int, node_index: int, backend: Backend | None,
                  condition: object | None, condition_text: str, use_response: bool,
-                 map_predictions: bool, hard: bool, weight_end: int) -> None: ...
+                 map_predictions: bool, hard: bool, weight_end: int, policy: Any = None) -> None: ...
 
 class PlanNode:
     index: int
@@ -371,3 +372,48 @@ class V2HttpBackend(Backend):
                  bridge_bytes: bool = False) -> None: ...
 
 class V2StepCall(ResponseSink): ...
+
+# ---- resilience per step (backends/policy.pyx) -----------------------------------------
+
+class EndpointState:
+    backend: Backend
+    url: str
+    threshold: int
+    open_for: float
+    state: int
+    failures: int
+    open_until: float
+    outstanding: int
+    opened_total: int
+    rejected_total: int
+    breaker_state: str
+    def __init__(self, backend: Backend, url: str, consecutive_failures: int = 0,
+                 open_for: float = 0.0) -> None: ...
+
+class ServiceLimiter:
+    name: str
+    max_in_flight: int
+    max_queued: int
+    in_flight: int
+    shed_total: int
+    queued: int
+    def __init__(self, name: str, max_in_flight: int, max_queued: int) -> None: ...
+
+class PolicyBackend(Backend):
+    endpoints: tuple[EndpointState, ...]
+    least_outstanding: bool
+    timeout: float
+    max_retries: int
+    initial_delay: float
+    max_delay: float
+    limiter: ServiceLimiter | None
+    hedge_after: float
+    site: tuple[str, str]
+    retries_total: int
+    hedges_total: int
+    def __init__(self, endpoints: tuple[EndpointState, ...], *, least_outstanding: bool = False,
+                 timeout: float = 0.0, max_retries: int = 0, initial_delay: float = 0.1,
+                 max_delay: float = 300.0, limiter: ServiceLimiter | None = None,
+                 hedge_after: float = 0.0, site: tuple[str, str] = ("", "")) -> None: ...
+
+def policy_metrics(plan: CompiledPlan) -> str: ...

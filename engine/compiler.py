@@ -53,6 +53,41 @@ class _Backends:
                                  path=f"{path}.serviceName")
         return self._url(target, f"{path}.serviceName")
 
+    def with_policy(self, step, sp, node: str, path: str):
+        """The step's backend under its StepPolicy ``sp`` (engine.spec.traffic): a
+        PolicyBackend over the endpoints' backends. Endpoint and concurrency state is
+        shared per service (``sp.service``, else the step's target)."""
+        if sp.endpoints:
+            targets = [(url, self._url(url, f"{path} (policy endpoint)")) for url in sp.endpoints]
+        else:
+            backend = self.for_step(step, path)
+            targets = [(backend.description, backend)]
+        service = sp.service or targets[0][0]
+        breaker = sp.circuit_breaker
+        endpoints = []
+        for label, backend in targets:
+            key = ("endpoint", service, label)
+            if key not in self.by_key:
+                self.by_key[key] = _core.EndpointState(
+                    backend, label, breaker.consecutive_failures if breaker else 0,
+                    breaker.open_for if breaker else 0.0)
+            endpoints.append(self.by_key[key])
+        limiter = None
+        if sp.concurrency is not None:
+            key = ("limiter", service)
+            if key not in self.by_key:
+                self.by_key[key] = _core.ServiceLimiter(
+                    service, sp.concurrency.max_in_flight, sp.concurrency.max_queued)
+            limiter = self.by_key[key]
+        retry = sp.retry
+        return _core.PolicyBackend(
+            tuple(endpoints), least_outstanding=sp.load_balancer == "least-outstanding",
+            timeout=sp.timeout or 0.0, max_retries=retry.max_retries if retry else 0,
+            initial_delay=retry.initial_delay_ms / 1000.0 if retry else 0.1,
+            max_delay=retry.max_delay_ms / 1000.0 if retry else 300.0, limiter=limiter,
+            hedge_after=sp.hedge.after if sp.hedge else 0.0,
+            site=(node, step.name or str(step.index)))
+
     def _url(self, url: str, path: str):
         key = ("url", url)
         if key not in self.by_key:
@@ -68,6 +103,7 @@ class _Backends:
 def compile_graph(graph, *, policy: Policy | None = None):
     """Compile a validated Graph into a Plan (see engine.plan.Plan)."""
     from . import gjson
+    from .spec.traffic import step_policy
 
     policy = policy or Policy()
     graph.validate()
@@ -83,14 +119,20 @@ def compile_graph(graph, *, policy: Policy | None = None):
             path = f"spec.nodes.{name}.steps[{i}]"
             weight_end += step.weight or 0
             condition = gjson.compile(step.condition) if step.condition else None
+            sp = None
             if step.node_name:
                 target, node_index, backend = _core.StepTarget.TARGET_NODE, index[step.node_name], None
             else:
-                target, node_index, backend = _core.StepTarget.TARGET_BACKEND, -1, backends.for_step(step, path)
+                target, node_index = _core.StepTarget.TARGET_BACKEND, -1
+                sp = step_policy(policy.traffic, graph, name, step)
+                if sp.is_empty():
+                    sp, backend = None, backends.for_step(step, path)
+                else:
+                    backend = backends.with_policy(step, sp, name, path)
             steps.append(_core.PlanStep(
                 i, step.name or "", target, node_index, backend, condition, step.condition or "",
                 step.data == "$response" and i > 0 and router == _core.RouterType.ROUTER_SEQUENCE,
-                bool(step.map_predictions_to_instances), step.dependency == "Hard", weight_end,
+                bool(step.map_predictions_to_instances), step.dependency == "Hard", weight_end, sp,
             ))
         nodes.append(_core.PlanNode(index[name], name, router, tuple(steps)))
     timeouts = graph.effective_router_timeouts()

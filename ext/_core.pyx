@@ -39,6 +39,7 @@ include "backends/local.pyx"
 include "backends/http.pyx"
 include "backends/v2http.pyx"
 include "backends/delegate.pyx"
+include "backends/policy.pyx"
 
 # front: what a front end hands the executor and how it answers
 include "front/app.pyx"

@@ -67,6 +67,7 @@ cdef class PlanStep:
     cdef readonly bint hard
     cdef readonly int weight_end        # Splitter: cumulative weight up to this step
     cdef readonly tuple site            # (node name, step name or index, target or None)
+    cdef readonly object policy         # engine.spec.traffic.StepPolicy, or None: no policy
 
 
 cdef class PlanNode:

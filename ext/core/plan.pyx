@@ -87,7 +87,7 @@ cdef class Backend:
 cdef class PlanStep:
     def __init__(self, int index, str name, int target, int node_index, Backend backend,
                  Path condition, str condition_text, bint use_response, bint map_predictions,
-                 bint hard, int weight_end):
+                 bint hard, int weight_end, object policy=None):
         self.index = index
         self.name = name
         key = name if name else str(index)
@@ -101,6 +101,7 @@ cdef class PlanStep:
         self.map_predictions = map_predictions
         self.hard = hard
         self.weight_end = weight_end
+        self.policy = policy
 
 
 @cython.final

@@ -139,4 +139,5 @@ cdef class GraphApp(FrontEnd):
             "# TYPE ige_draining gauge\n"
             f"ige_draining {int(self.draining)}\n"
             + headers_dropped_metrics()     # core/headers.pyx
+            + policy_metrics(self.plan)     # backends/policy.pyx
         ).encode()
