@@ -18,6 +18,7 @@ from .model import (
     GraphStatus,
     Metadata,
     Node,
+    RetryConfig,
     RouterTimeouts,
     Step,
     reachable_nodes,
@@ -26,6 +27,6 @@ from .rules import Diagnostic
 
 __all__ = [
     "API_VERSION", "DEPENDENCIES", "KIND", "ROOT_NODE", "ROUTER_TYPES", "SCALE_METRICS",
-    "Diagnostic", "Graph", "GraphSpec", "GraphStatus", "Metadata", "Node", "RouterTimeouts",
+    "Diagnostic", "Graph", "GraphSpec", "GraphStatus", "Metadata", "Node", "RetryConfig", "RouterTimeouts",
     "Step", "load", "load_all", "reachable_nodes",
 ]
