@@ -500,12 +500,12 @@ class TrafficPolicy:
         for key in self.steps:
             path = _join("spec.steps", key)
             node_name, _, ref = key.partition("/")
-            node = graph.nodes.get(node_name)
-            if node is None:
+            target = graph.nodes.get(node_name)
+            if target is None:
                 found.append(Diagnostic("warning", path, f'the graph has no node "{node_name}": '
                                                          "the entry applies to nothing"))
                 continue
-            steps = [s for s in node.steps if s.name == ref or str(s.index) == ref]
+            steps = [s for s in target.steps if s.name == ref or str(s.index) == ref]
             if not steps:
                 found.append(Diagnostic("warning", path, f'node "{node_name}" has no step named '
                                                          f'or numbered "{ref}": the entry '
