@@ -462,3 +462,17 @@ def test_serve_runs_with_a_valid_policy_and_warns_about_unmatched_keys(files, tm
         finally:
             assert stop(proc) == 0
         assert 'spec.services.model-a' in proc.err_text and "applies to nothing" in proc.err_text
+
+
+def test_every_traffic_policy_example_in_docs_policy_md_is_valid():
+    import re
+    from pathlib import Path
+    text = (Path(__file__).resolve().parent.parent / "docs" / "policy.md").read_text()
+    blocks = [b for b in re.findall(r"```yaml\n(.*?)```", text, re.S) if "kind: TrafficPolicy" in b]
+    assert len(blocks) >= 3
+    for block in blocks:
+        for d in yaml.safe_load_all(block):
+            if d.get("kind") == "TrafficPolicy":
+                load_policy(d)
+            elif d.get("kind") == "ConfigMap":
+                load_policy(d["data"]["policy.yaml"])
