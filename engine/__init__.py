@@ -16,6 +16,7 @@ from .errors import (
 from .policy import Policy
 from .graph import Graph, load
 from .spec import Diagnostic
+from .spec.traffic import StepPolicy, TrafficPolicy, load_policy
 
 __version__ = "0.1.0"
 
@@ -28,7 +29,10 @@ __all__ = [
     "GraphValidationError",
     "InternalEngineError",
     "Policy",
+    "StepPolicy",
+    "TrafficPolicy",
     "UpstreamError",
     "__version__",
     "load",
+    "load_policy",
 ]

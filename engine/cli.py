@@ -19,9 +19,10 @@ from typing import Callable, Sequence, TextIO
 
 from . import __version__
 from .cli_router import EXIT_FAILED, EXIT_INVALID, EXIT_OK, EXIT_USAGE, add_run, add_serve
-from .errors import EngineError, GraphSpecError, ServeError
+from .errors import EngineError, GraphSpecError, GraphValidationError, ServeError
 from .graph import Graph, load, load_all
 from .spec import Diagnostic
+from .spec.traffic import TrafficPolicy, load_policy
 from .spec.render import FORMATS
 
 
@@ -45,15 +46,39 @@ def _spec_error_where(file: str, exc: GraphSpecError) -> str:
 def add_validate(sub) -> None:
     p = sub.add_parser("validate", help="check InferenceGraph files",
                        description="Check InferenceGraph files: one line per diagnostic "
-                                   "(path: severity: message); exit 1 on any error.")
-    p.add_argument("files", nargs="+", metavar="FILE", help="YAML or JSON file, - for stdin")
+                                   "(path: severity: message); exit 1 on any error. With "
+                                   "--policy, the TrafficPolicy too, alone and against "
+                                   "each graph given.")
+    p.add_argument("files", nargs="*", metavar="FILE", help="YAML or JSON file, - for stdin")
+    p.add_argument("--policy", metavar="FILE", help="a TrafficPolicy file to check")
     p.add_argument("--json", action="store_true", help="print one JSON report")
     p.set_defaults(handler=run_validate)
 
 
+def _policy_records(file: str) -> tuple[TrafficPolicy | None, list[dict]]:
+    """The policy in ``file`` (None when invalid) and its diagnostics as records."""
+    try:
+        policy = load_policy(file)
+    except GraphValidationError as exc:
+        return None, [{"file": file, "graph": None, **d.to_dict(), "line": None,
+                       "column": None, "prefix": f"{file}: "} for d in exc.diagnostics]
+    except GraphSpecError as exc:
+        return None, [{"file": file, "graph": None, "severity": "error", "path": None,
+                       "line": exc.line, "column": exc.column, "message": exc.message,
+                       "prefix": _spec_error_where(file, exc) + ": "}]
+    return policy, [{"file": file, "graph": None, **d.to_dict(), "line": None, "column": None,
+                     "prefix": f"{file}: "} for d in policy.warnings]
+
+
 def run_validate(args, out: TextIO, err: TextIO, stdin: TextIO) -> int:
+    if not args.files and not args.policy:
+        err.write("ige validate: error: give InferenceGraph files, --policy FILE, or both\n")
+        return EXIT_USAGE
     records: list[dict] = []
-    several_files = len(args.files) > 1
+    policy = None
+    if args.policy:
+        policy, records = _policy_records(args.policy)
+    several_files = len(args.files) > 1 or bool(args.policy)
     for file in args.files:
         try:
             graphs = _read_graphs(file, stdin)
@@ -70,6 +95,11 @@ def run_validate(args, out: TextIO, err: TextIO, stdin: TextIO) -> int:
                 records.append({"file": file, "graph": graph.name, **d.to_dict(),
                                 "line": None, "column": None,
                                 "prefix": f"{label}: " if label else ""})
+            if policy is not None:  # the policy's keys against this graph
+                for d in policy.diagnose(graph):
+                    records.append({"file": args.policy, "graph": graph.name, **d.to_dict(),
+                                    "line": None, "column": None,
+                                    "prefix": f"{args.policy} (with {label}): "})
     errors = sum(r["severity"] == "error" for r in records)
     warnings = len(records) - errors
     if args.json:
@@ -83,7 +113,8 @@ def run_validate(args, out: TextIO, err: TextIO, stdin: TextIO) -> int:
             body = (f"error: {r['message']}" if r["path"] is None
                     else str(Diagnostic(r["severity"], r["path"], r["message"])))
             out.write(r["prefix"] + body + "\n")
-        err.write(f"{len(args.files)} file(s): {errors} error(s), {warnings} warning(s)\n")
+        count = len(args.files) + bool(args.policy)
+        err.write(f"{count} file(s): {errors} error(s), {warnings} warning(s)\n")
     return EXIT_INVALID if errors else EXIT_OK
 
 
@@ -98,6 +129,8 @@ def add_explain(sub) -> None:
     p.add_argument("--plan", action="store_true",
                    help="print the compiled plan (flat node and step tables) instead")
     p.add_argument("--services", help="YAML file mapping serviceName -> URL (with --plan)")
+    p.add_argument("--policy", help="TrafficPolicy file (with --plan: each step's effective "
+                                    "policy); env IGE_POLICY_FILE")
     p.set_defaults(handler=run_explain)
 
 
@@ -108,11 +141,14 @@ def run_explain(args, out: TextIO, err: TextIO, stdin: TextIO) -> int:
         err.write(f"{_spec_error_where(args.file, exc)}: error: {exc.message}\n")
         return EXIT_INVALID
     if args.plan:
-        from .cli_router import load_services
+        from .cli_router import load_services, load_traffic, policy_file_from
         from .compiler import Policy
         from pathlib import Path
         services = load_services(Path(args.services)) if args.services else {}
-        out.write(graph.compile(policy=Policy(services=services)).explain() + "\n")
+        args.policy = Path(args.policy) if args.policy else None
+        traffic = load_traffic(policy_file_from(args))
+        out.write(graph.compile(policy=Policy(services=services, traffic=traffic)).explain()
+                  + "\n")
         return EXIT_OK
     out.write(FORMATS[args.format](graph))
     found = graph.diagnose()

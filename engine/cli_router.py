@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import yaml
 
 from .compiler import Policy
 from .errors import EngineError, GraphSpecError
+from .spec.traffic import TrafficPolicy, load_policy
 
 # The ``ige`` exit statuses (engine.cli's docstring says what each means); here, below
 # engine.cli, so that both modules use them without importing each other
@@ -81,6 +83,9 @@ def add_graph_source(p: argparse.ArgumentParser) -> None:
     p.add_argument("--v2-bridge", action="store_true", default=None,
                    help="let a v2 infer URL step take a previous step's v2 JSON response as "
                         "its inputs (KServe sends the bytes unchanged); env IGE_V2_BRIDGE=1")
+    p.add_argument("--policy", type=Path, default=None, metavar="FILE",
+                   help="TrafficPolicy file (timeouts, retries, breakers, endpoints, "
+                        "concurrency per step; docs/policy.md); env IGE_POLICY_FILE")
     p.add_argument("--service-template", default=None,
                    help="URL for a serviceName that --services does not map, with {name} and "
                         "{namespace} (default: KServe's http://{name}.{namespace}.svc.cluster.local"
@@ -145,9 +150,26 @@ def reserved_paths_from(args, environ=None) -> str:
         "IGE_RESERVED_PATHS", "").strip() or "engine"
 
 
+def policy_file_from(args, environ=None) -> Path | None:
+    """--policy, else IGE_POLICY_FILE (empty: none), else None."""
+    if getattr(args, "policy", None) is not None:
+        return args.policy
+    value = (environ if environ is not None else os.environ).get("IGE_POLICY_FILE", "").strip()
+    return Path(value) if value else None
+
+
+def load_traffic(path: Path | None) -> TrafficPolicy | None:
+    """The TrafficPolicy in ``path``, checked; GraphSpecError / GraphValidationError
+    (naming the file and each field's path) when it cannot be used."""
+    if path is None:
+        return None
+    return load_policy(path)
+
+
 def policy_from(args, environ=None) -> Policy:
     policy = Policy(services=load_services(args.services), namespace=args.namespace,
-                    v2_bridge=bool(args.v2_bridge) or env_flag("IGE_V2_BRIDGE", environ))
+                    v2_bridge=bool(args.v2_bridge) or env_flag("IGE_V2_BRIDGE", environ),
+                    traffic=load_traffic(policy_file_from(args, environ)))
     cap = getattr(args, "max_connections_per_host", None)
     if cap is not None:
         if cap < 0:
@@ -191,9 +213,12 @@ def cmd_serve(args, out, err, stdin) -> int:
         else _limit(args.max_grpc_message_size, "--max-grpc-message-size"),
         max_header_size=_limit(args.max_header_size, "--max-header-size"),
         max_headers=_limit(args.max_headers, "--max-headers"),
-        policy=policy_from(args),
+        policy=policy_from(args),  # a TrafficPolicy is loaded and checked here, at start
         max_quick_crashes=max(1, args.worker_crash_limit),
         access_log=args.access_log, reserved_paths=reserved_paths_from(args))
+    if options.policy.traffic is not None:
+        for d in options.policy.traffic.warnings + options.policy.traffic.diagnose(graph):
+            logging.getLogger("engine.server").warning(f"policy {d}")
     graph.compile(policy=options.policy)  # fail here, before any worker starts
     return serve(graph, options)
 

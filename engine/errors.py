@@ -62,13 +62,15 @@ class GraphSpecError(EngineError, ValueError):
 
 
 class GraphValidationError(GraphSpecError):
-    """Validation found one or more errors; ``diagnostics`` holds all of them."""
+    """Validation found one or more errors; ``diagnostics`` holds all of them.
+    ``kind`` names what was validated (an InferenceGraph, a TrafficPolicy)."""
 
-    def __init__(self, diagnostics):
+    def __init__(self, diagnostics, *, kind: str = "InferenceGraph"):
         self.diagnostics = list(diagnostics)
+        self.kind = kind
         errors = [d for d in self.diagnostics if d.severity == "error"]
         lines = "\n".join(f"  {d}" for d in errors)
-        EngineError.__init__(self, f"invalid InferenceGraph ({len(errors)} error(s)):\n{lines}")
+        EngineError.__init__(self, f"invalid {kind} ({len(errors)} error(s)):\n{lines}")
         self.path = errors[0].path if errors else None
         self.line = self.column = None
         self.message = str(self)

@@ -9,18 +9,32 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 from . import spec
+from .policy import Policy
 from .spec.model import ServiceTarget
+from .spec.traffic import TrafficPolicy, load_policy
 
 
 class Graph(spec.Graph):
     __doc__ = spec.Graph.__doc__
 
-    def compile(self, *, policy=None):
-        """Compile into an executable Plan (see ``engine.compiler``)."""
+    def compile(self, *, policy: Policy | TrafficPolicy | Any = None):
+        """Compile into an executable Plan (see ``engine.compiler``).
+
+        ``policy`` is an ``engine.Policy``, or a TrafficPolicy (or what
+        ``engine.load_policy`` takes: a path, YAML or JSON text, a dict), which runs
+        with the default Policy; an invalid one raises GraphValidationError."""
         # imported on first compile: loading, validating and drawing a graph need none
         # of the runtime
         from .compiler import compile_graph
-        return compile_graph(self, policy=policy)
+        return compile_graph(self, policy=as_policy(policy))
+
+
+def as_policy(policy: Policy | TrafficPolicy | Any) -> Policy | None:
+    """``policy`` as an engine.Policy: a Policy or None as it is, anything else loaded
+    as a TrafficPolicy and wrapped into the default Policy."""
+    if policy is None or isinstance(policy, Policy):
+        return policy
+    return Policy(traffic=load_policy(policy))
 
 
 def load_all(source: Any, *, services=None) -> list[Graph]:

@@ -98,4 +98,7 @@ class Plan:
                     flags.append("Hard")
                 label = step.name or str(step.index)
                 lines.append(f"    {step.index}. {label} {target}" + (f"  ({', '.join(flags)})" if flags else ""))
+                policy = getattr(step, "policy", None)
+                if policy is not None and not policy.is_empty():
+                    lines.append(f"       policy: {policy.summary()}")
         return "\n".join(lines)

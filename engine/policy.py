@@ -9,6 +9,8 @@ import dataclasses
 import os
 from typing import Any, Callable, Mapping
 
+from .spec.traffic import TrafficPolicy
+
 # What KServe's controller gives a serviceName step (v1 protocol, in-cluster address)
 DEFAULT_SERVICE_TEMPLATE = "http://{name}.{namespace}.svc.cluster.local/v1/models/{name}:predict"
 # Envoy's admin port: KServe's router takes a 200 there for an Istio sidecar
@@ -32,7 +34,9 @@ class Policy:
     ``istio_probe_url`` is where KServe's router looks for an Istio sidecar before its
     first https step call (inside a mesh, https steps are called over plain HTTP); it
     defaults to ``IGE_ISTIO_PROBE_URL``, else ``http://localhost:15000``, and None or
-    "" turns the rule off.
+    "" turns the rule off. ``traffic`` is the TrafficPolicy document (timeouts,
+    retries, breakers, endpoints, concurrency, hedging per step; docs/policy.md); None
+    and a graph without KServe's retry fields run every step as KServe's router does.
     """
     services: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     service_template: str = DEFAULT_SERVICE_TEMPLATE
@@ -43,3 +47,4 @@ class Policy:
     v2_bridge: bool = False
     istio_probe_url: str | None = dataclasses.field(
         default_factory=lambda: os.environ.get("IGE_ISTIO_PROBE_URL", DEFAULT_ISTIO_PROBE_URL))
+    traffic: TrafficPolicy | None = None

@@ -245,8 +245,9 @@ def test_compile_delegates_to_the_compiler(monkeypatch):
     monkeypatch.setitem(sys.modules, "engine.compiler", fake)
     monkeypatch.setattr(engine, "compiler", fake, raising=False)
     graph = engine.load(DOG_CAT)
-    assert graph.compile(policy="p") == "plan"
-    assert calls == [(graph, "p")]
+    policy = engine.Policy()  # a str would now be read as a TrafficPolicy file
+    assert graph.compile(policy=policy) == "plan"
+    assert calls == [(graph, policy)]
 
 
 def test_graph_built_in_code():

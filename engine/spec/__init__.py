@@ -18,14 +18,17 @@ from .model import (
     GraphStatus,
     Metadata,
     Node,
+    RetryConfig,
     RouterTimeouts,
     Step,
     reachable_nodes,
 )
 from .rules import Diagnostic
+from .traffic import StepPolicy, TrafficPolicy, load_policy, step_policy
 
 __all__ = [
     "API_VERSION", "DEPENDENCIES", "KIND", "ROOT_NODE", "ROUTER_TYPES", "SCALE_METRICS",
-    "Diagnostic", "Graph", "GraphSpec", "GraphStatus", "Metadata", "Node", "RouterTimeouts",
-    "Step", "load", "load_all", "reachable_nodes",
+    "Diagnostic", "Graph", "GraphSpec", "GraphStatus", "Metadata", "Node", "RetryConfig", "RouterTimeouts",
+    "Step", "StepPolicy", "TrafficPolicy", "load", "load_all", "load_policy", "reachable_nodes",
+    "step_policy",
 ]

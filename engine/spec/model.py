@@ -49,9 +49,54 @@ def _put(out: dict, fields: dict[str, str], obj: Any) -> dict:
     for key, attr in fields.items():
         value = getattr(obj, attr)
         if value is not None:
-            out[key] = value
+            out[key] = value.to_dict() if isinstance(value, RetryConfig) else value
     out.update(obj.extra)
     return out
+
+
+def _take_retry(known: dict, extra: dict, attr: str, key: str) -> None:
+    """Type ``known[attr]`` as a RetryConfig; a value that is no mapping goes to
+    ``extra`` under ``key``, kept as written for validation."""
+    value = known.pop(attr, None)
+    if isinstance(value, dict):
+        known[attr] = RetryConfig.from_dict(value)
+    elif value is not None:
+        extra[key] = value
+
+
+# KServe PR #5386's RetryConfig defaults (an omitted field takes them)
+DEFAULT_MAX_RETRIES = 3
+DEFAULT_INITIAL_DELAY_MS = 100
+DEFAULT_MAX_DELAY_MS = 300000
+MAX_RETRIES_LIMIT = 10
+
+
+@dataclass
+class RetryConfig:
+    """``spec.defaultRetry`` and ``steps[].retry`` (KServe PR #5386): integers, ``None``
+    when unset; ``effective()`` fills KServe's defaults."""
+
+    max_retries: int | None = None
+    initial_delay_ms: int | None = None
+    max_delay_ms: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    FIELDS = {"maxRetries": "max_retries", "initialDelayMs": "initial_delay_ms",
+              "maxDelayMs": "max_delay_ms"}
+
+    @classmethod
+    def from_dict(cls, doc: dict) -> "RetryConfig":
+        known, extra = _take(doc, cls.FIELDS)
+        return cls(**known, extra=extra)
+
+    def to_dict(self) -> dict:
+        return _put({}, self.FIELDS, self)
+
+    def effective(self) -> tuple[int, int, int]:
+        """(maxRetries, initialDelayMs, maxDelayMs) with KServe's defaults for the unset ones."""
+        return (DEFAULT_MAX_RETRIES if self.max_retries is None else self.max_retries,
+                DEFAULT_INITIAL_DELAY_MS if self.initial_delay_ms is None else self.initial_delay_ms,
+                DEFAULT_MAX_DELAY_MS if self.max_delay_ms is None else self.max_delay_ms)
 
 
 @dataclass
@@ -98,17 +143,20 @@ class Step:
     weight: int | None = None
     condition: str | None = None
     dependency: str | None = None
+    retry: RetryConfig | None = None
     index: int = 0
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     FIELDS = {"name": "name", "nodeName": "node_name", "serviceName": "service_name",
               "serviceUrl": "service_url", "data": "data",
               "mapPredictionsToInstances": "map_predictions_to_instances",
-              "weight": "weight", "condition": "condition", "dependency": "dependency"}
+              "weight": "weight", "condition": "condition", "dependency": "dependency",
+              "retry": "retry"}
 
     @classmethod
     def from_dict(cls, doc: dict, index: int) -> "Step":
         known, extra = _take(doc, cls.FIELDS)
+        _take_retry(known, extra, "retry", "retry")
         return cls(**known, index=index, extra=extra)
 
     def to_dict(self) -> dict:
@@ -213,6 +261,7 @@ class GraphSpec:
     node_selector: dict | None = None
     node_name: str | None = None
     service_account_name: str | None = None
+    default_retry: RetryConfig | None = None
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     FIELDS = {"nodes": "nodes", "routerTimeouts": "router_timeouts", "timeout": "timeout",
@@ -220,7 +269,7 @@ class GraphSpec:
               "scaleTarget": "scale_target", "scaleMetric": "scale_metric",
               "resources": "resources", "affinity": "affinity", "tolerations": "tolerations",
               "nodeSelector": "node_selector", "nodeName": "node_name",
-              "serviceAccountName": "service_account_name"}
+              "serviceAccountName": "service_account_name", "defaultRetry": "default_retry"}
 
     @classmethod
     def from_dict(cls, doc: dict) -> "GraphSpec":
@@ -239,6 +288,7 @@ class GraphSpec:
             known["router_timeouts"] = RouterTimeouts.from_dict(timeouts)
         elif timeouts is not None:
             extra["routerTimeouts"] = timeouts
+        _take_retry(known, extra, "default_retry", "defaultRetry")
         return cls(nodes=nodes, **known, extra=extra)
 
     def to_dict(self) -> dict:
@@ -247,7 +297,7 @@ class GraphSpec:
             value = getattr(self, attr)
             if key == "nodes" or value is None:
                 continue
-            out[key] = value.to_dict() if isinstance(value, RouterTimeouts) else value
+            out[key] = value.to_dict() if isinstance(value, (RouterTimeouts, RetryConfig)) else value
         out.update(self.extra)
         return out
 

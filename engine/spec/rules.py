@@ -150,6 +150,10 @@ def _check_node(graph: "Graph", node, out: _Collector) -> None:
             if problem is not None:
                 out("warning", _step_path(node.name, step.index, "serviceUrl"),
                     f"every call of this step will fail with 500: {problem}")
+        if step.node_name and ("retry" in step.to_dict()):
+            out("warning", _step_path(node.name, step.index, "retry"),
+                "retry applies only to service calls; a step that runs a node is not retried "
+                "(its node's steps take their own retry or spec.defaultRetry)")
         if step.data is not None and step.data not in KNOWN_DATA:
             out("warning", _step_path(node.name, step.index, "data"),
                 f'data "{step.data}" is neither "$request" nor "$response"; '

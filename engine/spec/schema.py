@@ -29,6 +29,13 @@ _ANY_OBJECT = {"type": "object", "free": True}
 _STR_MAP = _obj(values=_STR)
 _QUANTITY = {"type": "quantity"}
 
+# KServe PR #5386's RetryConfig (kubebuilder: maxRetries 0..10, delays non-negative)
+RETRY = _obj({
+    "maxRetries": {"type": "integer", "minimum": 0, "maximum": 10},
+    "initialDelayMs": {"type": "integer", "minimum": 0},
+    "maxDelayMs": {"type": "integer", "minimum": 0},
+})
+
 STEP = _obj({
     "name": _STR,
     "nodeName": _STR,
@@ -40,6 +47,7 @@ STEP = _obj({
     "weight": {"type": "integer", "minimum": 0, "maximum": 100},
     "condition": _STR,
     "dependency": {"type": "string", "enum": DEPENDENCIES},
+    "retry": RETRY,
 })
 
 NODE = _obj({
@@ -68,6 +76,7 @@ SPEC = _obj({
     "nodeSelector": _STR_MAP,
     "nodeName": _STR,
     "serviceAccountName": _STR,
+    "defaultRetry": RETRY,
 }, required=("nodes",))
 
 STATUS = _obj({
