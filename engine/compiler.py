@@ -55,14 +55,15 @@ class _Backends:
 
     def with_policy(self, step, sp, node: str, path: str):
         """The step's backend under its StepPolicy ``sp`` (engine.spec.traffic): a
-        PolicyBackend over the endpoints' backends. Endpoint and concurrency state is
-        shared per service (``sp.service``, else the step's target)."""
+        PolicyBackend over the endpoints' backends."""
         if sp.endpoints:
             targets = [(url, self._url(url, f"{path} (policy endpoint)")) for url in sp.endpoints]
         else:
             backend = self.for_step(step, path)
             targets = [(backend.description, backend)]
-        service = sp.service or targets[0][0]
+        # state (breakers, the concurrency bound) is shared per services entry, else
+        # kept per step (docs/policy.md)
+        service = sp.service or f"{node}/{step.name or step.index}"
         breaker = sp.circuit_breaker
         endpoints = []
         for label, backend in targets:
@@ -74,11 +75,11 @@ class _Backends:
             endpoints.append(self.by_key[key])
         limiter = None
         if sp.concurrency is not None:
-            key = ("limiter", service)
-            if key not in self.by_key:
-                self.by_key[key] = _core.ServiceLimiter(
+            lkey = ("limiter", service)
+            if lkey not in self.by_key:
+                self.by_key[lkey] = _core.ServiceLimiter(
                     service, sp.concurrency.max_in_flight, sp.concurrency.max_queued)
-            limiter = self.by_key[key]
+            limiter = self.by_key[lkey]
         retry = sp.retry
         return _core.PolicyBackend(
             tuple(endpoints), least_outstanding=sp.load_balancer == "least-outstanding",
