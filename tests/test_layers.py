@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -232,3 +233,47 @@ def test_an_empty_node_name_leads_nowhere_for_validation_rendering_and_compiling
     assert [n.name for n in compile_graph(graph).compiled.nodes] == ["root"]
     assert [d.path for d in graph.diagnose() if "not reachable" in d.message] == ["spec.nodes."]
     assert " (Sequence)  [unreachable from root]" in text_tree(graph)
+
+
+# ---- ext/: the include order of engine._core ------------------------------------------
+
+EXT = ENGINE.parent / "ext"
+_DEFINES = re.compile(r"^(?:cdef (?:inline )?(?:class )?(?:[\w\*]+ )*?|cpdef (?:[\w\*]+ )*?|def |class |async def )"
+                      r"(\w+)\s*[\(:=]", re.M)
+_GLOBALS = re.compile(r"^cdef (?:object|bytes|str|int|bint|list|dict|set|tuple|double|type|frozenset|"
+                      r"Py_ssize_t|Path|uint64_t|long long) (\w+)\s*=", re.M)
+# names a file may use before the file that defines them: forward-declared in the
+# .pxd (the server's and client's connection types, which the shared body reader
+# points back to), and a local variable that shares a later function's name
+FORWARD = {("http/common.pyx", "_HttpServerProtocol"), ("http/common.pyx", "_ClientConnection"),
+           ("http/server.pyx", "answer")}
+
+
+def _code(text: str) -> str:
+    return re.sub(r"#.*", "", re.sub(r'"""[\s\S]*?"""', "", text))
+
+
+def test_no_ext_file_uses_what_a_later_one_defines():
+    order = [line.split('"')[1] for line in (EXT / "_core.pyx").read_text().splitlines()
+             if line.startswith("include ")]
+    defined = {f: set(_DEFINES.findall(t)) | set(_GLOBALS.findall(t))
+               for f in order for t in [(EXT / f).read_text()]}
+    found = []
+    for i, f in enumerate(order):
+        code = _code((EXT / f).read_text())
+        for later in order[i + 1:]:
+            for name in defined[later] - defined[f]:
+                if len(name) > 3 and (f, name) not in FORWARD and \
+                        re.search(r"(?<![\w.])%s(?!\w)" % re.escape(name), code):
+                    found.append(f"{f} uses {name} from {later}")
+    assert found == []
+
+
+def test_every_included_file_has_its_declarations_beside_it_or_none():
+    pxd = (EXT / "engine" / "_core.pxd").read_text()
+    included = [line.split('"')[1] for line in pxd.splitlines() if line.startswith("include ")]
+    for name in included:
+        assert (EXT / name).exists(), name
+        if name.startswith("base/hex"):
+            continue        # shared by both modules, no .pyx of its own
+        assert (EXT / name).with_suffix(".pyx").exists(), f"{name} declares no file"

@@ -3,20 +3,8 @@
 # an engine.oip.InferRequest / InferResponse (both oip/codec.pyx's Message). The
 # executor only asks which of the two it holds (is_oip: one type check after the
 # bytes check); every conversion between protocols is engine/bridge.py's, handed to
-# the plan by the compiler as one MessageBridge (CompiledPlan.bridge) and to the
-# backends that convert at their construction.
-
-
-@cython.final
-cdef class MessageBridge:
-    """The converters a plan needs for OIP messages (engine.bridge.BRIDGE)."""
-
-    def __init__(self, *, header_json, merge, json_body, local_call, http_answer):
-        self.header_json = header_json      # message -> JSON header bytes (no tensor data)
-        self.merge = merge                  # (keys, bodies) -> InferResponse
-        self.json_body = json_body          # message -> v2 JSON request bytes (v1 backends)
-        self.local_call = local_call        # (fn, wants_headers, message, ctx) -> result
-        self.http_answer = http_answer      # message -> bytes (v2 JSON) for a plain HTTP answer
+# the plan by the compiler as one MessageBridge (core/plan.pyx; CompiledPlan.bridge)
+# and to the backends that convert at their construction.
 
 
 cdef MessageBridge need_bridge(MessageBridge bridge, object body):

@@ -98,63 +98,13 @@ def re2_to_python(str pattern):
     if in_class:
         raise ValueError(f"missing closing ]: {pattern[pattern.rfind('['):]}")
     return "".join(out)
-cdef bytes _TOKEN = (b"!#$%&'*+-.^_`|~0123456789"
-                     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 cdef bytes _GRPC_KEY = b"-_.0123456789abcdefghijklmnopqrstuvwxyz"
 cdef int _CACHE_LIMIT = 4096
 
-# byte -> 1 when allowed: RFC 9110 tchar, and gRPC's lower-case metadata key characters
-cdef unsigned char _TCHAR_OK[256]
+# byte -> 1 when allowed: gRPC's lower-case metadata key characters (HTTP's tchar
+# table and the field checks are http/common.pyx's)
 cdef unsigned char _GRPC_KEY_OK[256]
-
-
-cdef void _fill_table(unsigned char *table, bytes allowed):
-    cdef int i
-    for i in range(256):
-        table[i] = 0
-    for i in allowed:
-        table[i] = 1
-
-
-_fill_table(_TCHAR_OK, _TOKEN)
 _fill_table(_GRPC_KEY_OK, _GRPC_KEY)
-
-
-cdef inline bint in_table(const unsigned char *table, bytes s) noexcept:
-    """s is not empty and every byte of it is allowed by ``table``."""
-    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(s)
-    cdef Py_ssize_t i, n = PyBytes_GET_SIZE(s)
-    if n == 0:
-        return False
-    for i in range(n):
-        if not table[p[i]]:
-            return False
-    return True
-
-
-cdef inline bint header_value_ok(bytes value) noexcept:
-    """Go's httpguts.ValidHeaderFieldValue: no control byte but HTAB (obs-text passes,
-    as Go's client sends it). A CR or LF here would end the header line early."""
-    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(value)
-    cdef Py_ssize_t i = 0, n = PyBytes_GET_SIZE(value)
-    cdef uint64_t w
-    cdef unsigned char c
-    # eight bytes per step while none is below 0x20 or 0x7F (a token, a JWT): exact
-    # "any byte" tests from the bit-twiddling classics; the first word holding such a
-    # byte, HTAB included, goes to the byte loop, which decides
-    while i + 8 <= n:
-        memcpy(&w, p + i, 8)
-        if ((w - 0x2020202020202020ULL) & ~w & 0x8080808080808080ULL) or \
-                (((w ^ 0x7F7F7F7F7F7F7F7FULL) - 0x0101010101010101ULL) & ~(w ^ 0x7F7F7F7F7F7F7F7FULL)
-                 & 0x8080808080808080ULL):
-            break
-        i += 8
-    while i < n:
-        c = p[i]
-        if (c < 0x20 and c != 0x09) or c == 0x7F:
-            return False
-        i += 1
-    return True
 
 
 cdef inline bint printable_ascii(bytes value) noexcept:

@@ -29,7 +29,6 @@ cdef class RequestStats:
 
 cdef class RunContext
 cdef class Response
-cdef class MessageBridge                # core/bridge.pyx
 
 
 cdef class FrontEnd:
@@ -76,6 +75,14 @@ cdef class PlanNode:
     cdef readonly int router_type       # RouterType
     cdef readonly tuple steps           # of PlanStep, in spec order
     cdef readonly tuple ensemble_order  # Ensemble: step positions sorted by key (Go map order)
+
+
+cdef class MessageBridge:
+    cdef readonly object header_json
+    cdef readonly object merge
+    cdef readonly object json_body
+    cdef readonly object local_call
+    cdef readonly object http_answer
 
 
 cdef class CompiledPlan:

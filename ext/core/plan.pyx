@@ -126,6 +126,18 @@ cdef class PlanNode:
 
 
 @cython.final
+cdef class MessageBridge:
+    """The converters a plan needs for OIP messages (engine.bridge.BRIDGE)."""
+
+    def __init__(self, *, header_json, merge, json_body, local_call, http_answer):
+        self.header_json = header_json      # message -> JSON header bytes (no tensor data)
+        self.merge = merge                  # (keys, bodies) -> InferResponse
+        self.json_body = json_body          # message -> v2 JSON request bytes (v1 backends)
+        self.local_call = local_call        # (fn, wants_headers, message, ctx) -> result
+        self.http_answer = http_answer      # message -> bytes (v2 JSON) for a plain HTTP answer
+
+
+@cython.final
 cdef class CompiledPlan:
     """The compiler's output: node tables (root first), the serviceClient timeout, the
     graph's name, and the converters for OIP messages (``bridge``: core/bridge.pyx;

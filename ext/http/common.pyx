@@ -1,6 +1,7 @@
 # Shared pieces of the HTTP server and client: Date header, status lines,
 # header rendering into one preallocated bytes object.
 from libc.string cimport memcpy, memchr, memcmp
+from libc.stdint cimport uint64_t
 from cpython.bytearray cimport PyByteArray_AS_STRING
 cimport cython
 from libc.time cimport time_t, time as c_time
@@ -224,3 +225,60 @@ cdef inline void reader_window(_BodyReader r, bytes body, Py_ssize_t offset, Py_
     r.body = body
     r.offset = offset
     r.end = end
+
+
+# ---- field syntax (RFC 9110): names are tokens, values have no control byte ----------
+
+cdef bytes _TOKEN = (b"!#$%&'*+-.^_`|~0123456789"
+                     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+# byte -> 1 when allowed: RFC 9110 tchar (token characters)
+cdef unsigned char _TCHAR_OK[256]
+
+
+cdef void _fill_table(unsigned char *table, bytes allowed):
+    cdef int i
+    for i in range(256):
+        table[i] = 0
+    for i in allowed:
+        table[i] = 1
+
+
+_fill_table(_TCHAR_OK, _TOKEN)
+
+
+cdef inline bint in_table(const unsigned char *table, bytes s) noexcept:
+    """s is not empty and every byte of it is allowed by ``table``."""
+    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(s)
+    cdef Py_ssize_t i, n = PyBytes_GET_SIZE(s)
+    if n == 0:
+        return False
+    for i in range(n):
+        if not table[p[i]]:
+            return False
+    return True
+
+
+cdef inline bint header_value_ok(bytes value) noexcept:
+    """Go's httpguts.ValidHeaderFieldValue: no control byte but HTAB (obs-text passes,
+    as Go's client sends it). A CR or LF here would end the header line early."""
+    cdef const unsigned char *p = <const unsigned char *>PyBytes_AS_STRING(value)
+    cdef Py_ssize_t i = 0, n = PyBytes_GET_SIZE(value)
+    cdef uint64_t w
+    cdef unsigned char c
+    # eight bytes per step while none is below 0x20 or 0x7F (a token, a JWT): exact
+    # "any byte" tests from the bit-twiddling classics; the first word holding such a
+    # byte, HTAB included, goes to the byte loop, which decides
+    while i + 8 <= n:
+        memcpy(&w, p + i, 8)
+        if ((w - 0x2020202020202020ULL) & ~w & 0x8080808080808080ULL) or \
+                (((w ^ 0x7F7F7F7F7F7F7F7FULL) - 0x0101010101010101ULL) & ~(w ^ 0x7F7F7F7F7F7F7F7FULL)
+                 & 0x8080808080808080ULL):
+            break
+        i += 8
+    while i < n:
+        c = p[i]
+        if (c < 0x20 and c != 0x09) or c == 0x7F:
+            return False
+        i += 1
+    return True
