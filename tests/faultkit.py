@@ -6,43 +6,31 @@ from __future__ import annotations
 import asyncio
 import socket
 
-import orjson
-
-from engine import _core
-
-JSON = [(b"Content-Type", b"application/json")]
+from routerkit import ModelServer
 
 
-class FaultyModel:
+class FaultyModel(ModelServer):
     """``script(n)`` for the n-th call (from 0) gives ``(status, body)`` or ``("slow",
     seconds, status, body)``. Resets: ResettingServer; refused: refused_url()."""
 
     def __init__(self, script, name: str = "m"):
+        super().__init__(self._answer)
         self.script = script
         self.name = name
         self.calls = 0
         self.in_flight = 0
         self.max_in_flight = 0
-        self.server = None
-        self.http = None
-        self.port = 0
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1/models/{self.name}:predict"
 
-    def _handle(self, request):
-        n = self.calls
+    def _answer(self, request):
+        action = self.script(self.calls)
         self.calls += 1
-        action = self.script(n)
-        if isinstance(action, tuple) and action[0] == "slow":
+        if action[0] == "slow":
             return self._slow(*action[1:])
-        return self._response(*action)
-
-    def _response(self, status, body):
-        if not isinstance(body, (bytes, bytearray)):
-            body = orjson.dumps(body)
-        return _core.HttpResponse(status, body, list(JSON))
+        return action
 
     async def _slow(self, seconds, status, body):
         self.in_flight += 1
@@ -51,19 +39,7 @@ class FaultyModel:
             await asyncio.sleep(seconds)
         finally:
             self.in_flight -= 1
-        return self._response(status, body)
-
-    async def start(self):
-        self.http = _core.HttpServer(self._handle)
-        self.server = await asyncio.get_running_loop().create_server(
-            self.http.protocol_factory, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-        return self
-
-    async def close(self):
-        self.server.close()
-        await self.http.drain(0.5)
-        await self.server.wait_closed()
+        return status, body
 
 
 class ResettingServer:

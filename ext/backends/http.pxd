@@ -13,7 +13,7 @@ cdef class IstioMeshBackend(Backend):
 
 
 cdef class HttpStepCall(ResponseSink):
-    cdef _Call call                     # in the pool until the outcome is in (abort)
+    pass
 
 
 cdef class FailingBackend(Backend):

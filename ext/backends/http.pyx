@@ -43,18 +43,6 @@ cdef class HttpStepCall(ResponseSink):
         self.call = None
         self.settle(StepResult(resp.status, resp.body, resp.headers), False)
 
-    cdef on_error(self, object exc):
-        self.call = None
-        self.settle(exc, True)
-
-    cdef void abort(self):
-        # never sent if it still waits for a slot; its connection closed, and the
-        # slot freed, if it is on one
-        cdef _Call call = self.call
-        self.call = None
-        if call is not None:
-            call.cancel()
-
 
 @cython.final
 cdef class IstioMeshBackend(Backend):

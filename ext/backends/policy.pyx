@@ -370,39 +370,50 @@ def policy_metrics(CompiledPlan plan):
         return ""
     out = []
 
-    def family(metric, kind, text):
+    def family(metric, kind, text, items, label, value):
         out.append(f"# HELP {metric} {text}\n# TYPE {metric} {kind}\n")
+        for item in items:
+            out.append(f'{metric}{{graph="{name}",{label(item)}}} {value(item)}\n')
 
-    family("ige_step_retries_total", "counter", "Step calls retried after a 5xx answer or a transport failure.")
-    for pb in steps:
-        out.append(f'ige_step_retries_total{{graph="{name}",node="{_label(pb.site[0])}",step="{_label(pb.site[1])}"}} {pb.retries_total}\n')
-    family("ige_step_hedges_total", "counter", "Hedged second attempts started.")
-    for pb in steps:
-        out.append(f'ige_step_hedges_total{{graph="{name}",node="{_label(pb.site[0])}",step="{_label(pb.site[1])}"}} {pb.hedges_total}\n')
-    if limiters:
-        family("ige_service_in_flight", "gauge", "Calls in flight to a service under a concurrency bound.")
-        for lim in limiters.values():
-            out.append(f'ige_service_in_flight{{graph="{name}",service="{_label(lim.name)}"}} {lim.in_flight}\n')
-        family("ige_service_queued", "gauge", "Calls waiting for a slot of a service's concurrency bound.")
-        for lim in limiters.values():
-            out.append(f'ige_service_queued{{graph="{name}",service="{_label(lim.name)}"}} {lim.queued}\n')
-        family("ige_service_shed_total", "counter", "Calls refused at once (503, overloaded): the service's slots and queue were full.")
-        for lim in limiters.values():
-            out.append(f'ige_service_shed_total{{graph="{name}",service="{_label(lim.name)}"}} {lim.shed_total}\n')
-    family("ige_endpoint_outstanding", "gauge", "Calls in flight to an endpoint.")
-    for ep in endpoints.values():
-        out.append(f'ige_endpoint_outstanding{{graph="{name}",endpoint="{_label(ep.url)}"}} {ep.outstanding}\n')
-    breakers = [e for e in endpoints.values() if (<EndpointState>e).threshold > 0]
+    def step_label(PolicyBackend pb):
+        return f'node="{_label(pb.site[0])}",step="{_label(pb.site[1])}"'
+
+    def service_label(ServiceLimiter lim):
+        return f'service="{_label(lim.name)}"'
+
+    def endpoint_label(EndpointState ep):
+        return f'endpoint="{_label(ep.url)}"'
+
+    family("ige_step_retries_total", "counter",
+           "Step calls retried after a 5xx answer or a transport failure.",
+           steps, step_label, lambda pb: pb.retries_total)
+    family("ige_step_hedges_total", "counter", "Hedged second attempts started.",
+           steps, step_label, lambda pb: pb.hedges_total)
+    lims = list(limiters.values())
+    if lims:
+        family("ige_service_in_flight", "gauge",
+               "Calls in flight to a service under a concurrency bound.",
+               lims, service_label, lambda lim: lim.in_flight)
+        family("ige_service_queued", "gauge",
+               "Calls waiting for a slot of a service's concurrency bound.",
+               lims, service_label, lambda lim: lim.queued)
+        family("ige_service_shed_total", "counter",
+               "Calls refused at once (503, overloaded): the service's slots and queue were full.",
+               lims, service_label, lambda lim: lim.shed_total)
+    eps = list(endpoints.values())
+    family("ige_endpoint_outstanding", "gauge", "Calls in flight to an endpoint.",
+           eps, endpoint_label, lambda ep: ep.outstanding)
+    breakers = [e for e in eps if (<EndpointState>e).threshold > 0]
     if breakers:
-        family("ige_endpoint_circuit_state", "gauge", "An endpoint's circuit breaker: 0 closed, 1 open, 2 half-open.")
-        for ep in breakers:
-            out.append(f'ige_endpoint_circuit_state{{graph="{name}",endpoint="{_label(ep.url)}"}} {ep.state}\n')
-        family("ige_endpoint_circuit_opened_total", "counter", "Times an endpoint's circuit breaker opened.")
-        for ep in breakers:
-            out.append(f'ige_endpoint_circuit_opened_total{{graph="{name}",endpoint="{_label(ep.url)}"}} {ep.opened_total}\n')
-        family("ige_endpoint_circuit_rejected_total", "counter", "Calls failed at once (503) because every endpoint's breaker was open.")
-        for ep in breakers:
-            out.append(f'ige_endpoint_circuit_rejected_total{{graph="{name}",endpoint="{_label(ep.url)}"}} {ep.rejected_total}\n')
+        family("ige_endpoint_circuit_state", "gauge",
+               "An endpoint's circuit breaker: 0 closed, 1 open, 2 half-open.",
+               breakers, endpoint_label, lambda ep: ep.state)
+        family("ige_endpoint_circuit_opened_total", "counter",
+               "Times an endpoint's circuit breaker opened.",
+               breakers, endpoint_label, lambda ep: ep.opened_total)
+        family("ige_endpoint_circuit_rejected_total", "counter",
+               "Calls failed at once (503) because every endpoint's breaker was open.",
+               breakers, endpoint_label, lambda ep: ep.rejected_total)
     return "".join(out)
 
 

@@ -7,6 +7,5 @@ cdef class V2HttpBackend(Backend):
 
 
 cdef class V2StepCall(ResponseSink):
-    cdef _Call call
     cdef object decode
     cdef bint binary_added

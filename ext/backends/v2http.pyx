@@ -77,13 +77,3 @@ cdef class V2StepCall(ResponseSink):
             self.settle(e, True)
             return
         self.settle(result, False)
-
-    cdef on_error(self, object exc):
-        self.call = None
-        self.settle(exc, True)
-
-    cdef void abort(self):
-        cdef _Call call = self.call
-        self.call = None
-        if call is not None:
-            call.cancel()

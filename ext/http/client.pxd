@@ -19,7 +19,11 @@ cdef class ClientResponse:
     cdef readonly object body
 
 
+cdef class _Call
+
+
 cdef class ResponseSink(StepCall):
+    cdef _Call call                     # in the pool until the outcome is in (abort)
     cdef on_response(self, ClientResponse resp)
     cdef on_error(self, object exc)
 

@@ -95,13 +95,24 @@ cdef class ResponseSink(StepCall):
     and no extra loop iteration (HttpClient.c_request_to). Subclass in Cython and
     override both methods; they run inside the client's protocol callbacks and must
     not raise (an exception is logged and dropped). A StepCall (base/flow.pyx), so
-    that a request's Flow can await the call and resume from its delivery."""
+    that a request's Flow can await the call and resume from its delivery: by
+    default a failure settles it failed, and cancelling it cancels ``call`` (set by
+    its owner to what c_request_to returned) in the pool."""
 
     cdef on_response(self, ClientResponse resp):
         raise _InternalEngineError(f"{type(self).__name__} does not implement ResponseSink.on_response")
 
     cdef on_error(self, object exc):
-        raise _InternalEngineError(f"{type(self).__name__} does not implement ResponseSink.on_error")
+        self.call = None
+        self.settle(exc, True)
+
+    cdef void abort(self):
+        # never sent if it still waits for a slot; its connection closed, and the
+        # slot freed, if it is on one
+        cdef _Call call = self.call
+        self.call = None
+        if call is not None:
+            call.cancel()
 
 
 @cython.freelist(32)
