@@ -41,6 +41,8 @@ class MockConfig:
     `echo_headers="json"` answers `{"method","path","headers":{lower-name: value}}`;
     `echo_headers="headers"` adds one `X-Echo-<name>: <value>` response header per
     request header to the normal answer. `keep_alive=False` closes after each answer.
+    `fail_every=n` answers 503 to every n-th request of the port (the 2nd, 4th, ... for
+    2), so a fault scenario fails exactly as often on every run.
     """
 
     answer: bytes = DEFAULT_ANSWER
@@ -50,6 +52,7 @@ class MockConfig:
     echo_headers: str | None = None
     keep_alive: bool = True
     content_type: bytes = b"application/json"
+    fail_every: int = 0
 
     def __post_init__(self):
         if self.echo_headers not in ECHO_HEADER_MODES:
@@ -60,6 +63,8 @@ class MockConfig:
             raise ValueError(f"status {self.status} is not an HTTP status")
         if self.delay_ms < 0:
             raise ValueError("delay_ms must be >= 0")
+        if self.fail_every < 0 or self.fail_every == 1:
+            raise ValueError("fail_every must be 0 (never) or at least 2")
 
 
 def _reason(status: int) -> bytes:
@@ -75,6 +80,7 @@ def _head(status: int, content_type: bytes, length: int, keep_alive: bool, extra
         b"" if keep_alive else b"Connection: close\r\n")
 
 
+_BUSY_BODY = b'{"error":"busy"}'
 _BAD_REQUEST_BODY = b'{"error":"malformed HTTP"}'
 _BAD_REQUEST = _head(400, b"application/json", len(_BAD_REQUEST_BODY), False) + _BAD_REQUEST_BODY
 
@@ -82,7 +88,8 @@ _BAD_REQUEST = _head(400, b"application/json", len(_BAD_REQUEST_BODY), False) + 
 class _Shared:
     """State shared by the connections of one port: config, counters, live transports."""
 
-    __slots__ = ("config", "requests", "connections", "transports", "fixed_keep", "fixed_close", "delay_s")
+    __slots__ = ("config", "requests", "connections", "transports", "fixed_keep", "fixed_close", "delay_s",
+                 "busy_keep", "busy_close")
 
     def __init__(self, config: MockConfig):
         self.config = config
@@ -93,6 +100,8 @@ class _Shared:
         # The common case (fixed answer) is one precomputed buffer and one write.
         self.fixed_keep = _head(config.status, config.content_type, len(config.answer), True) + config.answer
         self.fixed_close = _head(config.status, config.content_type, len(config.answer), False) + config.answer
+        self.busy_keep = _head(503, b"application/json", len(_BUSY_BODY), True) + _BUSY_BODY
+        self.busy_close = _head(503, b"application/json", len(_BUSY_BODY), False) + _BUSY_BODY
 
 
 class _MockProtocol(asyncio.Protocol):
@@ -139,7 +148,11 @@ class _MockProtocol(asyncio.Protocol):
         shared = self._shared
         shared.requests += 1
         keep = self._cfg.keep_alive and self._parser.should_keep_alive()
-        parts = self._answer(keep)
+        every = self._cfg.fail_every
+        if every and shared.requests % every == 0:
+            parts = [shared.busy_keep if keep else shared.busy_close]
+        else:
+            parts = self._answer(keep)
         if shared.delay_s > 0.0:
             slot = [False, parts, keep]
             self._pending.append(slot)
@@ -294,6 +307,8 @@ def _parse_args(argv):
     p.add_argument("--echo-body", action="store_true", help="answer the request body")
     p.add_argument("--echo-headers", choices=["json", "headers"])
     p.add_argument("--no-keep-alive", action="store_true", help="close after each answer")
+    p.add_argument("--fail-every", type=int, action="append",
+                   help="answer 503 to every N-th request (0: never): once for every port, or once per --port")
     p.add_argument("--loop", choices=["uvloop", "asyncio"], default="uvloop")
     args = p.parse_args(argv)
     args.port = args.port or [0]
@@ -302,6 +317,11 @@ def _parse_args(argv):
         args.answer *= len(args.port)
     elif len(args.answer) != len(args.port):
         p.error("give --answer once, or once per --port")
+    args.fail_every = args.fail_every or [0]
+    if len(args.fail_every) == 1:
+        args.fail_every *= len(args.port)
+    elif len(args.fail_every) != len(args.port):
+        p.error("give --fail-every once, or once per --port")
     return args
 
 
@@ -314,8 +334,8 @@ async def _serve(args) -> None:
         loop.add_signal_handler(sig, lambda: stop.done() or stop.set_result(None))
     mocks = []
     try:
-        for port, answer in zip(args.port, args.answer):
-            mock = await start_mock(config, host=args.host, port=port, answer=answer.encode())
+        for port, answer, every in zip(args.port, args.answer, args.fail_every):
+            mock = await start_mock(config, host=args.host, port=port, answer=answer.encode(), fail_every=every)
             mocks.append(mock)
             print(f"listening {mock.url}", flush=True)
         print("ready", flush=True)

@@ -166,13 +166,18 @@ def start_mocks(scenario: Scenario, cpus: str | None, logdir: str, timeout: floa
     base = [sys.executable, "-m", "bench.mock_server"]
     if scenario.echo_body:
         base.append("--echo-body")
-    groups = [[name] for name in scenario.services] if per_backend else [list(scenario.services)]
+    mocks = dict(scenario.mocks)
+    faults = dict(scenario.fail_every)
+    groups = [[name] for name in mocks] if per_backend else [list(mocks)]
     deadline = time.monotonic() + timeout
     urls = {}
     for i, names in enumerate(groups):
         argv = base + ["--port", "0"] * len(names)
         for name in names:
-            argv += ["--answer", model_answer(name).decode()]
+            argv += ["--answer", model_answer(mocks[name]).decode()]
+        if faults:
+            for name in names:
+                argv += ["--fail-every", str(faults.get(name, 0))]
         child = Child(pinned(argv, cpus), name=f"mocks-{scenario.name}-{i}", logdir=logdir, cwd=REPO_DIR,
                       pipe_stdout=True)
         started.append(child)

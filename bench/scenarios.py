@@ -61,9 +61,31 @@ def ensemble_answer(request: bytes):
     return {step: json.loads(model_answer(f"model-{step}")) for step in "abcd"}
 
 
+def seq1_policy(urls: dict) -> dict:
+    """A TrafficPolicy that never fires on healthy models: a timeout, retries, two
+    endpoints and a breaker on seq1's step."""
+    return {"apiVersion": "ige/v1alpha1", "kind": "TrafficPolicy", "metadata": {"name": "bench"}, "spec": {
+        "default": {"timeout": "5s", "retry": {"maxRetries": 2, "initialDelayMs": 50, "maxDelayMs": 1000}},
+        "services": {"model-a": {"endpoints": [urls["model-a"], urls["model-a-2"]],
+                                 "circuitBreaker": {"consecutiveFailures": 5, "openFor": "10s"}}}}}
+
+
+def fault_policy(urls: dict) -> dict:
+    """Retries over both endpoints, no backoff, no breaker: every 503 of the failing
+    endpoint is retried on the other one."""
+    return {"apiVersion": "ige/v1alpha1", "kind": "TrafficPolicy", "metadata": {"name": "fault"}, "spec": {
+        "default": {"retry": {"maxRetries": 2, "initialDelayMs": 0, "maxDelayMs": 0}},
+        "services": {"model-a": {"endpoints": [urls["model-a"], urls["model-a-2"]]}}}}
+
+
 @dataclasses.dataclass(frozen=True)
 class Scenario:
-    """One graph, its models (all served alike by one mock process) and its request."""
+    """One graph, its models (all served alike by one mock process) and its request.
+
+    Resilience scenarios add ``replicas`` (more mocks answering as ``services[0]``),
+    ``fail_every`` (mock name -> every n-th request answers 503), ``policy`` (mock
+    URLs -> a TrafficPolicy, given to the router with ``--policy FILE``: the engine
+    only) and ``expect_errors`` (a row whose errors are the point, not a failure)."""
 
     name: str
     services: tuple[str, ...]
@@ -73,10 +95,20 @@ class Scenario:
     large_bodies: bool = False  # the bare forward's cheapest mode for this scenario: --direct-bodies
     goal: str = ""
     expected: object = None  # (request body) -> the answer's JSON, checked before the load
+    graph_name: str = ""  # bench/graphs/<graph_name>.yaml; default: the scenario's name
+    replicas: tuple[str, ...] = ()
+    fail_every: tuple[tuple[str, int], ...] = ()
+    policy: object = None  # (mock name -> URL) -> TrafficPolicy document
+    expect_errors: bool = False
 
     @property
     def graph(self) -> str:
-        return os.path.join(BENCH_DIR, "graphs", f"{self.name}.yaml")
+        return os.path.join(BENCH_DIR, "graphs", f"{self.graph_name or self.name}.yaml")
+
+    @property
+    def mocks(self) -> tuple[tuple[str, str], ...]:
+        """(mock name, the model it answers as) for every mock of the scenario."""
+        return tuple((n, n) for n in self.services) + tuple((r, self.services[0]) for r in self.replicas)
 
 
 SCENARIOS = {s.name: s for s in [
@@ -90,4 +122,18 @@ SCENARIOS = {s.name: s for s in [
              expected=answer_of("model-b")),
     Scenario("seq3-1mb", ("model-a", "model-b", "model-c"), mb_body, echo_body=True, bare_chain="response",
              large_bodies=True, goal="<= 800 us", expected=echoed),
+    # seq1 under a policy that never fires: what the resilience runtime costs (issue 10)
+    Scenario("seq1-policy", ("model-a",), small_body, goal="<= seq1 + 2 us", expected=answer_of("model-a"),
+             graph_name="seq1", replicas=("model-a-2",), policy=seq1_policy),
+    # model-a answers 503 to every second request, model-a-2 never: with the policy
+    # the client sees no error; without it the step calls model-a and sees its 503s
+    Scenario("fault-503", ("model-a",), small_body, goal="0 errors", expected=answer_of("model-a"),
+             graph_name="seq1", replicas=("model-a-2",), fail_every=(("model-a", 2),), policy=fault_policy),
+    Scenario("fault-503-nopolicy", ("model-a",), small_body, goal="half the requests 503",
+             expected=answer_of("model-a"), graph_name="seq1", replicas=("model-a-2",),
+             fail_every=(("model-a", 2),), expect_errors=True),
 ]}
+
+# `python -m bench.load` without --scenarios (and `make bench`): the fault pair is
+# a correctness check more than a cost figure, so it runs only when asked for
+DEFAULT_SCENARIOS = ["seq1", "seq2", "ens4", "switch16k", "seq3-1mb", "seq1-policy"]

@@ -168,7 +168,7 @@ def test_switch_graph_takes_the_second_step():
 
 
 def test_plan_runs():
-    all_names = list(load.SCENARIOS)
+    all_names = ["seq1", "seq2", "ens4", "switch16k", "seq3-1mb"]
     assert load.plan_runs("router", all_names, ["nginx", "bare"]) == [
         ("seq1", "nginx"), ("seq1", "router"), ("seq1", "bare"), ("seq2", "router"), ("seq2", "bare"),
         ("ens4", "router"), ("switch16k", "router"), ("seq3-1mb", "router"), ("seq3-1mb", "bare")]
@@ -178,6 +178,9 @@ def test_plan_runs():
         ("seq1", "nginx"), ("seq1", "bare"), ("seq2", "bare"), ("seq3-1mb", "bare")]
     assert load.plan_runs("nginx", all_names, []) == [("seq1", "nginx")]
     assert load.plan_runs("router", ["seq2"], []) == [("seq2", "router")]
+    # policy scenarios need the engine: neither reference can run them
+    assert load.plan_runs("router", ["seq1-policy", "fault-503"], ["nginx", "bare"]) == [
+        ("seq1", "nginx"), ("seq1-policy", "router"), ("fault-503", "router")]
 
 
 def test_router_command_template_and_services_file():
@@ -272,10 +275,34 @@ def test_reports_give_ratios_to_nginx_seq1():
     assert "nproc" in md and "3 s per row" in md
 
 
+def test_policy_scenarios_write_a_valid_policy_for_the_router():
+    import engine
+    scenario = load.SCENARIOS["seq1-policy"]
+    urls = {"model-a": "http://127.0.0.1:1/v1/models/model-a:predict",
+            "model-a-2": "http://127.0.0.1:2/v1/models/model-a:predict"}
+    assert scenario.graph == load.SCENARIOS["seq1"].graph
+    assert scenario.mocks == (("model-a", "model-a"), ("model-a-2", "model-a"))
+    with tempfile.TemporaryDirectory() as d:
+        argv = load.target_command("router", scenario, urls, 8123, d, load.DEFAULT_ROUTER)
+        assert argv[-2] == "--policy" and argv[-1] == os.path.join(d, "policy-seq1-policy.json")
+        graph = engine.load(scenario.graph, services={"model-a": urls["model-a"]})
+        line = [ln for ln in graph.compile(policy=argv[-1]).explain().splitlines() if "policy:" in ln]
+        assert line == ["       policy: timeout 5s, retry 2x 50..1000ms, endpoints 2 (round-robin), "
+                        "breaker 5/10s, service model-a"]
+        fault = load.target_command("router", load.SCENARIOS["fault-503"], urls, 8123, d, load.DEFAULT_ROUTER)
+        assert engine.load_policy(fault[-1]).services["model-a"].endpoints == tuple(urls.values())
+        plain = load.target_command("router", load.SCENARIOS["fault-503-nopolicy"], urls, 8123, d,
+                                    load.DEFAULT_ROUTER)
+        assert "--policy" not in plain
+
+
 def test_parse_args_validates():
     opts = load.parse_args([])
     assert opts.router == "router" and opts.router_template == load.DEFAULT_ROUTER
-    assert opts.scenarios == list(load.SCENARIOS) and opts.references == ["nginx", "bare"]
+    assert opts.scenarios == load.DEFAULT_SCENARIOS and opts.references == ["nginx", "bare"]
+    assert "seq1-policy" in opts.scenarios and "fault-503" not in opts.scenarios
+    assert load.parse_args(["--scenarios", "fault-503,fault-503-nopolicy"]).scenarios == [
+        "fault-503", "fault-503-nopolicy"]
     for bad in (["--scenarios", "nope"], ["--references", "apache"], ["--threads", "4", "--connections", "2"]):
         with pytest.raises(SystemExit):
             load.parse_args(bad)

@@ -39,6 +39,16 @@ def test_configured_status(loop):
     loop.run(main())
 
 
+def test_fail_every_answers_503_to_every_nth_request(loop):
+    async def main():
+        async with await start_mock(fail_every=2, answer=b'{"predictions":[7]}') as mock:
+            answers, closed = await exchange(mock.port, request(b"{}") * 6, 6)
+            assert not closed
+            assert [a.status for a in answers] == [200, 503] * 3
+            assert answers[1].body == b'{"error":"busy"}' and answers[1].keep_alive
+    loop.run(main())
+
+
 @pytest.mark.parametrize("size", [0, 100, 1 << 20])
 def test_echo_body_content_length(loop, size):
     body = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
@@ -178,7 +188,8 @@ def test_echo_writes_the_received_chunks_without_joining(loop):
 
 
 @pytest.mark.parametrize("fields", [dict(echo_headers="xml"), dict(echo_body=True, echo_headers="json"),
-                                    dict(status=42), dict(delay_ms=-1)])
+                                    dict(status=42), dict(delay_ms=-1), dict(fail_every=1),
+                                    dict(fail_every=-2)])
 def test_invalid_config_is_refused(fields):
     with pytest.raises(ValueError):
         MockConfig(**fields)
