@@ -448,3 +448,28 @@ def test_a_plan_without_policies_has_no_policy_metrics():
                           _core.FailingBackend("x://y", "no"), None, "", False, False, False, 0)
     plan = _core.CompiledPlan((_core.PlanNode(0, "root", 0, (step,)),), 0.0, "g")
     assert _core.policy_metrics(plan) == ""
+
+
+def test_circuit_open_inside_an_ensemble_keeps_its_503(loop):
+    async def body():
+        down = await FaultyModel(lambda n: BUSY).start()
+        up = await FaultyModel(lambda n: OK).start()
+        client = _core.HttpClient()
+        try:
+            ep = endpoint(client, down.url, failures=1, open_for=60.0)
+            steps = tuple(_core.PlanStep(i, name, _core.StepTarget.TARGET_BACKEND, -1, backend, None, "",
+                                         False, False, False, 0)
+                          for i, (name, backend) in enumerate(
+                              [("a", policy([ep])), ("b", _core.HttpBackend(_core.Endpoint(up.url), client))]))
+            node = _core.PlanNode(0, "root", _core.RouterType.ROUTER_ENSEMBLE, steps)
+            plan = _core.CompiledPlan((node,), 0.0, "g")
+            (first,) = await run(plan)      # a Soft step's 503 is merged, as KServe does
+            assert first.status == 200 and first.json()["a"] == {"error": "busy"}
+            (second,) = await run(plan)     # now open: the node fails with the breaker's 503
+            assert second.status == 503
+            assert second.json() == {"error": "Failed to process request", "cause": f"circuit open: {down.url}"}
+        finally:
+            await client.close()
+            await down.close()
+            await up.close()
+    loop.run(body())

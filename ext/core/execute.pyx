@@ -386,7 +386,7 @@ async def run_ensemble(CompiledPlan plan, PlanNode node, object request, RunCont
         if not fut.done():
             fut.cancel()
     if isinstance(decided, RouteFailure):
-        raise RouteFailure((<object>decided).cause)
+        raise RouteFailure((<object>decided).cause, (<object>decided).status)
     if isinstance(decided, _UpstreamError):
         raise RouteFailure(str(decided))
     raise decided
