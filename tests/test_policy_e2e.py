@@ -440,3 +440,53 @@ def test_serve_with_a_policy_file_retries_a_flapping_model(files):
                 if proc.poll() is None:
                     proc.kill()
                     proc.communicate(timeout=5)
+
+
+def test_a_grpc_step_is_retried_and_timed_out_per_attempt(loop):
+    """The policy sits behind the Backend seam, so gRPC steps get it too: an
+    UNAVAILABLE answer (503) is retried, and a slow first attempt is cut by the
+    per-attempt timeout."""
+    import grpc
+    import numpy as np
+    from engine.oip import InferRequest, from_numpy
+    from oipkit import GrpcModel, numpy_model
+
+    double = numpy_model(lambda x: x * np.float32(2))
+
+    calls = []
+
+    async def flaky_then_slow(req):
+        calls.append(req)
+        if len(calls) == 1:
+            return grpc.StatusCode.UNAVAILABLE, "warming up"     # a model's own answer: 503
+        if len(calls) == 2:
+            await asyncio.sleep(2.0)
+        return double(req)
+
+    async def go():
+        model = await GrpcModel(flaky_then_slow).start()
+        url = model.url("m")
+        try:
+            await attempt(url)
+        finally:
+            await model.close()
+
+    async def attempt(url):
+        graph = engine.load({"nodes": {"root": {"routerType": "Sequence", "steps": [{"serviceUrl": url}]}}})
+        plan = graph.compile(policy={"apiVersion": "ige/v1alpha1", "kind": "TrafficPolicy",
+                                     "metadata": {"name": "grpc"},
+                                     "spec": {"default": {"timeout": "200ms",
+                                                          "retry": {"maxRetries": 2, "initialDelayMs": 1,
+                                                                    "maxDelayMs": 2}}}})
+        x = np.arange(4, dtype=np.float32).reshape(1, 4)
+        try:
+            started = asyncio.get_running_loop().time()
+            r = await plan.infer(InferRequest("g", [from_numpy("x", x)]))
+            assert r.status == 200
+            np.testing.assert_array_equal(r.body.as_numpy("output0"), x * 2)
+            assert asyncio.get_running_loop().time() - started < 1.5
+            (step,) = plan.compiled.nodes[0].steps
+            assert step.backend.retries_total == 2 and len(calls) == 3
+        finally:
+            await plan.aclose()
+    loop.run(go())
