@@ -28,7 +28,6 @@ cdef class ServiceLimiter:
     cdef readonly long long in_flight
     cdef readonly long long shed_total
     cdef object waiters                 # deque of futures, in arrival order
-    cdef Py_ssize_t dead                # cancelled waiters still in the deque
     cdef object acquire(self)
     cdef void release(self)
     cdef void abandon(self, object fut)

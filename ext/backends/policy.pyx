@@ -97,7 +97,7 @@ cdef class ServiceLimiter:
         if self.in_flight < self.max_in_flight:
             self.in_flight += 1
             return None
-        if len(self.waiters) - self.dead >= self.max_queued:
+        if len(self.waiters) >= self.max_queued:
             self.shed_total += 1
             raise RouteFailure("overloaded", 503)
         fut = _running_loop().create_future()
@@ -107,23 +107,22 @@ cdef class ServiceLimiter:
     cdef void release(self):
         while self.waiters:
             fut = self.waiters.popleft()
-            if fut.done():              # cancelled while it waited
-                self.dead -= 1
-                continue
-            fut.set_result(None)        # the slot passes to it
-            return
+            if not fut.done():          # not cancelled while it waited
+                fut.set_result(None)    # the slot passes to it
+                return
         self.in_flight -= 1
 
     cdef void abandon(self, object fut):
-        """A waiter was cancelled: it no longer counts against the queue."""
+        """A waiter was cancelled: it leaves the queue (which stays bounded however
+        many give up), or passes on the slot it had just been handed."""
         if fut.done() and not fut.cancelled():
-            self.release()              # it had been handed the slot already
-        else:
-            self.dead += 1
+            self.release()
+        elif fut in self.waiters:       # release() may have dropped it already
+            self.waiters.remove(fut)
 
     @property
     def queued(self):
-        return len(self.waiters) - self.dead
+        return len(self.waiters)
 
 
 @cython.final
