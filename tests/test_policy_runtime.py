@@ -473,3 +473,23 @@ def test_circuit_open_inside_an_ensemble_keeps_its_503(loop):
             await down.close()
             await up.close()
     loop.run(body())
+
+
+def test_a_cancelled_call_says_nothing_of_the_endpoint(loop):
+    async def body():
+        slow = await FaultyModel(lambda n: ("slow", 1.0, 200, {})).start()
+        client = _core.HttpClient()
+        try:
+            ep = endpoint(client, slow.url, failures=1, open_for=60.0)
+            plan = plan_for(policy([ep]))
+            call = asyncio.ensure_future(_core.execute(plan, b"{}", _core.RunContext([], 0.0)))
+            while slow.calls == 0:
+                await asyncio.sleep(0.005)
+            call.cancel()               # the client hung up
+            with pytest.raises(asyncio.CancelledError):
+                await call
+            assert ep.breaker_state == "closed" and ep.failures == 0 and ep.outstanding == 0
+        finally:
+            await client.close()
+            await slow.close()
+    loop.run(body())

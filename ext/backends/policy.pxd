@@ -18,6 +18,7 @@ cdef class EndpointState:
     cdef readonly long long rejected_total
     cdef bint available(self, double now)
     cdef void started(self, double now)
+    cdef void abandoned(self)
     cdef void finished(self, bint failed, double now)
 
 

@@ -58,6 +58,13 @@ cdef class EndpointState:
             # the open time is up: this call is the probe; others wait for its outcome
             self.state = BREAKER_HALF_OPEN
 
+    cdef void abandoned(self):
+        """A call that ended without an outcome (cancelled): it says nothing of the
+        endpoint's health. An abandoned probe lets the next call probe instead."""
+        self.outstanding -= 1
+        if self.state == BREAKER_HALF_OPEN:
+            self.state = BREAKER_OPEN
+
     cdef void finished(self, bint failed, double now):
         self.outstanding -= 1
         if self.threshold <= 0:
@@ -238,14 +245,19 @@ cdef class PolicyBackend(Backend):
             r = ep.backend.call(body, ctx)
             if type(r) is not StepResult:
                 r = await r
-            failed = _is_failure(r)
-            return r
         except _UpstreamError as e:
-            return e
+            r = e
+        except BaseException:
+            # cancelled (the client hung up, a hedge lost): no verdict on the endpoint
+            ep.abandoned()
+            raise
+        else:
+            failed = _is_failure(r)
         finally:
-            ep.finished(failed, mono_now())
             if self.limiter is not None:
                 self.limiter.release()
+        ep.finished(failed, mono_now())
+        return r
 
     async def run(self, object body, RunContext ctx):
         cdef RunContext actx = self.attempt_context(ctx)
