@@ -375,37 +375,33 @@ def policy_metrics(CompiledPlan plan):
 
     family("ige_step_retries_total", "counter", "Step calls retried after a 5xx answer or a transport failure.")
     for pb in steps:
-        out.append(f'ige_step_retries_total{{graph="{name}",node="{_label(pb.site[0])}",step="{_label(pb.site[1])}"}} {pb.retries_total}\n')
+        out.append(f'ige_step_retries_total{{graph="{name}",node="{label_value(pb.site[0])}",step="{label_value(pb.site[1])}"}} {pb.retries_total}\n')
     family("ige_step_hedges_total", "counter", "Hedged second attempts started.")
     for pb in steps:
-        out.append(f'ige_step_hedges_total{{graph="{name}",node="{_label(pb.site[0])}",step="{_label(pb.site[1])}"}} {pb.hedges_total}\n')
+        out.append(f'ige_step_hedges_total{{graph="{name}",node="{label_value(pb.site[0])}",step="{label_value(pb.site[1])}"}} {pb.hedges_total}\n')
     if limiters:
         family("ige_service_in_flight", "gauge", "Calls in flight to a service under a concurrency bound.")
         for lim in limiters.values():
-            out.append(f'ige_service_in_flight{{graph="{name}",service="{_label(lim.name)}"}} {lim.in_flight}\n')
+            out.append(f'ige_service_in_flight{{graph="{name}",service="{label_value(lim.name)}"}} {lim.in_flight}\n')
         family("ige_service_queued", "gauge", "Calls waiting for a slot of a service's concurrency bound.")
         for lim in limiters.values():
-            out.append(f'ige_service_queued{{graph="{name}",service="{_label(lim.name)}"}} {lim.queued}\n')
+            out.append(f'ige_service_queued{{graph="{name}",service="{label_value(lim.name)}"}} {lim.queued}\n')
         family("ige_service_shed_total", "counter", "Calls refused at once (503, overloaded): the service's slots and queue were full.")
         for lim in limiters.values():
-            out.append(f'ige_service_shed_total{{graph="{name}",service="{_label(lim.name)}"}} {lim.shed_total}\n')
+            out.append(f'ige_service_shed_total{{graph="{name}",service="{label_value(lim.name)}"}} {lim.shed_total}\n')
     family("ige_endpoint_outstanding", "gauge", "Calls in flight to an endpoint.")
     for ep in endpoints.values():
-        out.append(f'ige_endpoint_outstanding{{graph="{name}",endpoint="{_label(ep.url)}"}} {ep.outstanding}\n')
+        out.append(f'ige_endpoint_outstanding{{graph="{name}",endpoint="{label_value(ep.url)}"}} {ep.outstanding}\n')
     breakers = [e for e in endpoints.values() if (<EndpointState>e).threshold > 0]
     if breakers:
         family("ige_endpoint_circuit_state", "gauge", "An endpoint's circuit breaker: 0 closed, 1 open, 2 half-open.")
         for ep in breakers:
-            out.append(f'ige_endpoint_circuit_state{{graph="{name}",endpoint="{_label(ep.url)}"}} {ep.state}\n')
+            out.append(f'ige_endpoint_circuit_state{{graph="{name}",endpoint="{label_value(ep.url)}"}} {ep.state}\n')
         family("ige_endpoint_circuit_opened_total", "counter", "Times an endpoint's circuit breaker opened.")
         for ep in breakers:
-            out.append(f'ige_endpoint_circuit_opened_total{{graph="{name}",endpoint="{_label(ep.url)}"}} {ep.opened_total}\n')
+            out.append(f'ige_endpoint_circuit_opened_total{{graph="{name}",endpoint="{label_value(ep.url)}"}} {ep.opened_total}\n')
         family("ige_endpoint_circuit_rejected_total", "counter", "Calls failed at once (503) because every endpoint's breaker was open.")
         for ep in breakers:
-            out.append(f'ige_endpoint_circuit_rejected_total{{graph="{name}",endpoint="{_label(ep.url)}"}} {ep.rejected_total}\n')
+            out.append(f'ige_endpoint_circuit_rejected_total{{graph="{name}",endpoint="{label_value(ep.url)}"}} {ep.rejected_total}\n')
     return "".join(out)
 
-
-cdef str _label(str value):
-    """A Prometheus label value: backslash, quote and newline escaped."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
