@@ -208,3 +208,32 @@ def test_grpc_requests_are_counted_with_grpc_status_names(loop):
     grpc_in = samples(text, "ige_request_bytes")[("ige_request_bytes_total",
                                                   frozenset({("graph", "graph"), ("protocol", "grpc")}))]
     assert grpc_in > 0
+
+
+def test_policy_refusals_are_counted_as_circuit_open_and_overloaded(loop):
+    from faultkit import FaultyModel
+    from test_policy_runtime import endpoint, plan_for, policy, run
+
+    async def go():
+        busy = await FaultyModel(lambda n: (503, {"error": "busy"})).start()
+        slow = await FaultyModel(lambda n: ("slow", 0.05, 200, {})).start()
+        client = _core.HttpClient()
+        try:
+            breaker = plan_for(policy([endpoint(client, busy.url, failures=2, open_for=60.0)]))
+            assert [r.status for r in await run(breaker, 3)] == [503] * 3
+            limited = plan_for(policy([endpoint(client, slow.url)], limiter=_core.ServiceLimiter("s", 1, 0)))
+            answers = await asyncio.gather(*[_core.execute(limited, b"{}", _core.RunContext([], 0.0))
+                                             for _ in range(2)])
+            assert sorted(r.status for r in answers) == [200, 503]
+        finally:
+            await client.close()
+            await busy.close()
+            await slow.close()
+        return breaker, limited
+    breaker, limited = loop.run(go())
+    stats = breaker.nodes[0].steps[0].stats
+    assert stats.error_counts() == {"status": 2, "timeout": 0, "transport": 0, "circuit_open": 1, "overloaded": 0}
+    assert [(code, h.count) for code, h in stats.by_code()] == [("503", 2), ("circuit_open", 1)]
+    stats = limited.nodes[0].steps[0].stats
+    assert stats.error_counts()["overloaded"] == 1
+    assert [(code, h.count) for code, h in stats.by_code()] == [("200", 1), ("overloaded", 1)]
