@@ -18,6 +18,10 @@ Scenarios (client + router + model, all in the process):
            a circuit breaker and two endpoints (both the same model)
   switch   HTTP: 2-way Switch (GJSON conditions instances.#(modelId=="1"/"2")) on a 7 KB
            request whose matching instance is the last: both conditions scan it all
+  seq2     HTTP: 2-step Sequence over the same model (the second step sends the first's answer)
+  ens4     HTTP: 4-step Ensemble over the same model
+  seq2-off, ens4-off   the same with per-step metrics off (Policy.metrics = False): their
+           difference to seq2 / ens4 is what the step metrics cost
   grpc     gRPC ModelInfer (grpc.aio client) -> the router's gRPC front end -> 1-step
            Sequence over HTTP v2 to an identity v2 model, FP32 [1,16] tensor; grpc's
            own threads make the all-threads figure vary: compare the main thread
@@ -92,7 +96,7 @@ async def grpc_client(port: int, n: int) -> None:
                     raise SystemExit(f"ir: unexpected answer {got!r}")
 
 
-SCENARIOS = ["seq1", "policy", "switch", "grpc"]
+SCENARIOS = ["seq1", "policy", "switch", "seq2", "seq2-off", "ens4", "ens4-off", "grpc"]
 
 
 def never_firing_policy(url_a: str, url_b: str):
@@ -126,8 +130,17 @@ async def main(scenario: str, n: int) -> None:
         graph = {"nodes": {"root": {"routerType": "Switch", "steps": [
             {"serviceUrl": url, "condition": 'instances.#(modelId=="1")'},
             {"serviceUrl": url, "condition": 'instances.#(modelId=="2")'}]}}}
+    elif scenario.startswith("seq2"):
+        graph = {"nodes": {"root": {"routerType": "Sequence", "steps": [
+            {"serviceUrl": url}, {"serviceUrl": url, "data": "$response"}]}}}
+    elif scenario.startswith("ens4"):
+        graph = {"nodes": {"root": {"routerType": "Ensemble", "steps": [
+            {"serviceUrl": url, "name": f"m{i}"} for i in range(4)]}}}
+        answer = b'{"m0":{"predictions":[1]},"m1":{"predictions":[1]},"m2":{"predictions":[1]},"m3":{"predictions":[1]}}'
     else:
         graph = {"nodes": {"root": {"routerType": "Sequence", "steps": [{"serviceUrl": url}]}}}
+    if scenario.endswith("-off"):
+        options.policy.metrics = False
     sock = listening_socket("127.0.0.1", 0, False)
     inst = RouterInstance(engine.load(graph), options, sock)
     await inst.start()

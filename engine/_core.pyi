@@ -3,7 +3,7 @@ import asyncio
 import enum
 import logging
 import re
-from typing import Any, Awaitable, Callable, Generator, Iterable, Mapping, Optional, Union
+from typing import Any, Awaitable, Callable, Generator, Iterable, Mapping, Optional, Sequence, Union
 
 from engine.oip import InferRequest, InferResponse
 
@@ -247,6 +247,7 @@ class PlanStep:
     hard: bool
     weight_end: int
     policy: Any
+    stats: StepStats | None
     def __init__(self, index: int, name: str, target: int, node_index: int, backend: Backend | None,
                  condition: object | None, condition_text: str, use_response: bool,
                  map_predictions: bool, hard: bool, weight_end: int, policy: Any = None) -> None: ...
@@ -264,8 +265,28 @@ class CompiledPlan:
     service_timeout: float
     name: str
     bridge: MessageBridge | None
+    buckets: tuple[float, ...]
+    step_metrics: bool
     def __init__(self, nodes: tuple[PlanNode, ...], service_timeout: float, name: str,
-                 bridge: MessageBridge | None = None) -> None: ...
+                 bridge: MessageBridge | None = None, buckets: Sequence[float] | str | None = None,
+                 step_metrics: bool = True) -> None: ...
+
+DEFAULT_BUCKETS: tuple[float, ...]
+STEP_ERROR_KINDS: tuple[str, ...]
+def metrics_buckets(value: Sequence[float] | str | None) -> tuple[float, ...]: ...
+def label_value(value: str) -> str: ...
+
+class Histogram:
+    sum: float
+    count: int
+    def __init__(self, bounds: tuple[float, ...]) -> None: ...
+    def cumulative(self) -> list[tuple[float, int]]: ...
+
+class StepStats:
+    bounds: tuple[float, ...]
+    def __init__(self, bounds: tuple[float, ...]) -> None: ...
+    def by_code(self) -> list[tuple[str, Histogram]]: ...
+    def error_counts(self) -> dict[str, int]: ...
 
 class Response:
     status: int
@@ -300,6 +321,9 @@ class GraphApp(FrontEnd):
     kserve_paths: bool
     stats: RequestStats
     v2_front: Callable[..., Any] | None
+    http_client: HttpClient | None
+    def observe_request(self, protocol: str, code: int | str, seconds: float, bytes_in: int = 0,
+                        bytes_out: int = 0) -> None: ...
     def __init__(self, plan: CompiledPlan, propagation: HeaderPropagation, *,
                  kserve_paths: bool = False, v2_front: Callable[..., Any] | None = None) -> None: ...
     def context(self, headers: HeaderList, deadline: float = 0.0) -> RunContext: ...

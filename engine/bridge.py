@@ -10,9 +10,11 @@ keep their buffers through every conversion, so payload is never copied here.
 from __future__ import annotations
 
 import inspect
+import time
 from typing import Any
 
 import numpy as np
+
 import orjson
 
 from . import _core
@@ -213,6 +215,13 @@ async def _v2_infer(app, request, name: str, version: str):
         except (BadRequestError, ValueError) as e:
             return _core.HttpResponse(400, error_body(str(e)), list(_JSON))
         body = req
+    started = time.monotonic()
+    answer = await _v2_answer(app, request, body, req, name, version)
+    app.observe_request("http", answer.status, time.monotonic() - started, len(request.body), len(answer.body))
+    return answer
+
+
+async def _v2_answer(app, request, body, req, name: str, version: str):
     r = await _core.execute(app.plan, body, app.context(request.headers))
     if isinstance(r.body, (bytes, bytearray, memoryview)):
         if r.content_type is None:

@@ -52,6 +52,11 @@ def add_serve(sub) -> None:
                             "within 10 s of their start; restarts back off from 0.5 s to 8 s")
     serve.add_argument("--log-level", default=None,
                        help="INFO (default), or DEBUG for one record per step")
+    serve.add_argument("--metrics-buckets", default=None, metavar="S,S,...",
+                       help="bounds in seconds of the duration histograms on /metrics, increasing "
+                            "(default 0.5 ms to 60 s; env IGE_METRICS_BUCKETS)")
+    serve.add_argument("--no-metrics", action="store_true",
+                       help="no per-step metrics (request metrics stay)")
     serve.add_argument("--access-log", action="store_true",
                        help="one JSON log record per graph request")
     serve.add_argument("--reserved-paths", metavar="engine|kserve", default=None,
@@ -170,6 +175,10 @@ def policy_from(args, environ=None) -> Policy:
     policy = Policy(services=load_services(args.services), namespace=args.namespace,
                     v2_bridge=bool(args.v2_bridge) or env_flag("IGE_V2_BRIDGE", environ),
                     traffic=load_traffic(policy_file_from(args, environ)))
+    if getattr(args, "no_metrics", False):
+        policy.metrics = False
+    if getattr(args, "metrics_buckets", None):
+        policy.metrics_buckets = args.metrics_buckets
     cap = getattr(args, "max_connections_per_host", None)
     if cap is not None:
         if cap < 0:

@@ -141,8 +141,13 @@ def compile_graph(graph, *, policy: Policy | None = None):
     if spec is None:
         spec = os.environ.get("PROPAGATE_HEADERS")
     patterns, problems = _core.compile_header_patterns(spec) if spec is not None else ([], [])
+    try:
+        buckets = _core.metrics_buckets(policy.metrics_buckets)
+    except ValueError as e:
+        raise GraphSpecError(str(e)) from None
     compiled = _core.CompiledPlan(
-        tuple(nodes), float(timeouts.service_client or 0), graph.name or "", backends.bridge)
+        tuple(nodes), float(timeouts.service_client or 0), graph.name or "", backends.bridge,
+        buckets, bool(policy.metrics))
     plan = Plan(graph, compiled, _core.HeaderPropagation(patterns), backends.http,
                 timeouts=timeouts, warnings=problems)
     plan.grpc_pool = backends.grpc

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from .spec.traffic import TrafficPolicy
 
@@ -37,6 +37,9 @@ class Policy:
     "" turns the rule off. ``traffic`` is the TrafficPolicy document (timeouts,
     retries, breakers, endpoints, concurrency, hedging per step; docs/policy.md); None
     and a graph without KServe's retry fields run every step as KServe's router does.
+    ``metrics`` off turns per-step metrics off (request metrics stay);
+    ``metrics_buckets`` are the bounds in seconds of the duration histograms (None:
+    ``IGE_METRICS_BUCKETS``; a sequence or comma separated text, increasing positive numbers; else 0.5 ms to 60 s; docs/metrics.md).
     """
     services: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     service_template: str = DEFAULT_SERVICE_TEMPLATE
@@ -48,3 +51,6 @@ class Policy:
     istio_probe_url: str | None = dataclasses.field(
         default_factory=lambda: os.environ.get("IGE_ISTIO_PROBE_URL", DEFAULT_ISTIO_PROBE_URL))
     traffic: TrafficPolicy | None = None
+    metrics: bool = True
+    metrics_buckets: Sequence[float] | str | None = dataclasses.field(
+        default_factory=lambda: os.environ.get("IGE_METRICS_BUCKETS") or None)

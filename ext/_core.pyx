@@ -30,6 +30,7 @@ include "oip/codec.pyx"
 
 # core: the compiled plan, the Backend seam, header propagation and the executor
 include "core/headers.pyx"
+include "core/metrics.pyx"
 include "core/plan.pyx"
 include "core/bridge.pyx"
 include "core/execute.pyx"

@@ -329,7 +329,8 @@ def test_no_policy_and_no_retry_fields_is_exactly_kserve(loop):
             async with running_router(sequence({"serviceName": "m"}), {"m": flap.url}, traffic=empty) as router:
                 # every 503 reaches the client; no policy metrics are exposed
                 assert await statuses(router, 6) == [503, 200] * 3
-                assert not any(name.startswith(("ige_step_", "ige_endpoint_", "ige_service_"))
+                assert not any(name.startswith(("ige_step_retries", "ige_step_hedges", "ige_endpoint_",
+                                                "ige_service_"))
                                for name, _ in await metrics(router))
             assert flap.calls == 6
         finally:

@@ -20,6 +20,8 @@ from __future__ import annotations
 import binascii
 import logging
 
+import time
+
 import grpc
 import grpc.aio
 import orjson
@@ -236,6 +238,7 @@ class GrpcFrontEnd:
             await _abort(context, grpc.StatusCode.INVALID_ARGUMENT, str(e))
 
     async def model_infer(self, request, context):
+        started = time.monotonic()
         try:
             answer = await self._infer(request, context)
         except Exception as e:
@@ -243,7 +246,12 @@ class GrpcFrontEnd:
             # "Unexpected <type>: <text>"
             log.exception("ModelInfer failed")
             answer = (grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
-        if type(answer) is tuple:
+        # one record per answered call, with the status the client sees; a cancelled
+        # call is counted by execute() alone, as over HTTP
+        failed = type(answer) is tuple
+        self.app.observe_request("grpc", answer[0].name if failed else "OK", time.monotonic() - started,
+                                 len(request), 0 if failed else len(answer))
+        if failed:
             await _abort(context, *answer)
         return answer
 

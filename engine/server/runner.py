@@ -94,6 +94,7 @@ class RouterInstance:
         self.app = _core.GraphApp(self.plan.compiled, self.plan.propagation,
                                   kserve_paths=options.reserved_paths == "kserve",
                                   v2_front=v2_front)
+        self.app.http_client = self.plan.http_client
         if options.access_log:
             self.app.enable_access_log(logging.getLogger("engine.access"))
         steps = logging.getLogger("engine.steps")

@@ -387,13 +387,13 @@ def policy_metrics(CompiledPlan plan):
             out.append(f'{metric}{{graph="{name}",{label(item)}}} {value(item)}\n')
 
     def step_label(PolicyBackend pb):
-        return f'node="{_label(pb.site[0])}",step="{_label(pb.site[1])}"'
+        return f'node="{label_value(pb.site[0])}",step="{label_value(pb.site[1])}"'
 
     def service_label(ServiceLimiter lim):
-        return f'service="{_label(lim.name)}"'
+        return f'service="{label_value(lim.name)}"'
 
     def endpoint_label(EndpointState ep):
-        return f'endpoint="{_label(ep.url)}"'
+        return f'endpoint="{label_value(ep.url)}"'
 
     family("ige_step_retries_total", "counter",
            "Step calls retried after a 5xx answer or a transport failure.",
@@ -427,7 +427,3 @@ def policy_metrics(CompiledPlan plan):
                breakers, endpoint_label, lambda ep: ep.rejected_total)
     return "".join(out)
 
-
-cdef str _label(str value):
-    """A Prometheus label value: backslash, quote and newline escaped."""
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

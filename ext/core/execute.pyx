@@ -77,8 +77,39 @@ cdef int log_request_failure(CompiledPlan plan, RunContext ctx, BaseException e)
     """A transport failure that ended the request came from the step the context
     noted last: Ensembles, the only concurrent steps, log their own and turn them into
     node failures."""
-    if _log_failures and isinstance(e, _UpstreamError):
-        log_step_failure(plan.name, ctx.site, 0, e, ctx.started)
+    if _log_failures and isinstance(e, _UpstreamError) and ctx.step is not None:
+        log_step_failure(plan.name, ctx.step.site, 0, e, ctx.started)
+    return 0
+
+
+cdef int step_error_kind(BaseException e) except -2:
+    """The StepErrorKind (core/metrics.pyx) of a failure a step call raised, or -1
+    when it is not a model call's failure (a node's: Switch miss, invalid response).
+    The policy runtime refuses with RouteFailure (backends/policy.pyx), the HTTP
+    client times out with Go's Client.Timeout texts (http/client.pyx)."""
+    cdef str text
+    if isinstance(e, _UpstreamError):
+        text = str(e)
+        if "context deadline exceeded" in text:
+            return ERR_TIMEOUT
+        return ERR_TRANSPORT
+    if isinstance(e, RouteFailure):
+        text = (<object>e).cause
+        if text.startswith("circuit open:"):
+            return ERR_CIRCUIT_OPEN
+        if text == "overloaded":
+            return ERR_OVERLOADED
+    return -1
+
+
+cdef int record_step_failure(PlanStep step, BaseException e, double started) except -1:
+    """Count the failure ``e`` of ``step``'s call (started at ``started``) in its slots."""
+    cdef int kind
+    if step is None or step.stats is None:
+        return 0
+    kind = step_error_kind(e)
+    if kind >= 0:
+        step.stats.fail(kind, mono_now() - started)
     return 0
 
 
@@ -203,13 +234,15 @@ async def run_sequence(CompiledPlan plan, PlanNode node, object request, RunCont
                 return StepResult(200, response)
         if step.map_predictions:
             body = go_map_predictions(body)     # json/go_json.pyx
-        if _log_failures:
-            ctx.site = step.site
+        if _log_failures or plan.step_metrics:
+            ctx.step = step
             ctx.started = mono_now()
         r = call_step(plan, step, body, ctx)
         if type(r) is not StepResult:
             r = await r
         result = step_result(r)
+        if plan.step_metrics and step.stats is not None:
+            step.stats.observe(result.status, mono_now() - ctx.started)
         if _trace_steps:
             trace_step(node, step, result)
         response = result.body
@@ -234,12 +267,14 @@ async def run_switch(CompiledPlan plan, PlanNode node, object request, RunContex
             break
     if taken is None or not body_is_valid_json(request):
         raise RouteFailure(_SWITCH_MISS.decode(), 404 if is_root else 500)
-    if _log_failures:
-        ctx.site = taken.site
+    if _log_failures or plan.step_metrics:
+        ctx.step = taken
         ctx.started = mono_now()
     r = call_step(plan, taken, request, ctx)
     if type(r) is not StepResult:
         r = step_result(await r)
+    if plan.step_metrics and taken.stats is not None:
+        taken.stats.observe((<StepResult>r).status, mono_now() - ctx.started)
     if _trace_steps:
         trace_step(node, taken, <StepResult>r)
     if _log_failures and not (200 <= (<StepResult>r).status <= 299):
@@ -255,12 +290,14 @@ async def run_splitter(CompiledPlan plan, PlanNode node, object request, RunCont
     for s in node.steps:
         step = <PlanStep>s
         if point < step.weight_end:
-            if _log_failures:
-                ctx.site = step.site
+            if _log_failures or plan.step_metrics:
+                ctx.step = step
                 ctx.started = mono_now()
             r = call_step(plan, step, request, ctx)
             if type(r) is not StepResult:
                 r = step_result(await r)
+            if plan.step_metrics and step.stats is not None:
+                step.stats.observe((<StepResult>r).status, mono_now() - ctx.started)
             if _trace_steps:
                 trace_step(node, step, <StepResult>r)
             if _log_failures and not (200 <= (<StepResult>r).status <= 299):
@@ -282,14 +319,25 @@ cdef class EnsembleJoin:
         self.outcomes = [None] * len(node.steps)
         self.cursor = 0
         self.waiter = waiter
-        if _log_failures:
+        if _log_failures or plan.step_metrics:
             self.started = mono_now()
             self.contexts = [None] * len(node.steps)
 
     cdef void settle(self, int i, object outcome):
         cdef RunContext branch
+        cdef PlanStep step = <PlanStep>self.node.steps[i]
         self.outcomes[i] = outcome
-        if self.contexts is not None:
+        if self.plan.step_metrics:
+            if type(outcome) is StepResult:
+                if step.stats is not None:
+                    step.stats.observe((<StepResult>outcome).status, mono_now() - self.started)
+            elif isinstance(outcome, BaseException):
+                branch = self.contexts[i]
+                if branch is None:
+                    record_step_failure(step, outcome, self.started)
+                else:       # from a step inside the node this step runs
+                    record_step_failure(branch.step, outcome, branch.started)
+        if _log_failures:
             # steps that finish after the node is decided failed all the same
             if type(outcome) is StepResult:
                 if not (200 <= (<StepResult>outcome).status <= 299):
@@ -299,8 +347,8 @@ cdef class EnsembleJoin:
                 branch = self.contexts[i]
                 if branch is None:
                     log_step_failure(self.plan.name, (<PlanStep>self.node.steps[i]).site, 0, outcome, self.started)
-                else:       # from a step inside the node this step runs
-                    log_step_failure(self.plan.name, branch.site, 0, outcome, branch.started)
+                elif branch.step is not None:       # from a step inside the node this step runs
+                    log_step_failure(self.plan.name, branch.step.site, 0, outcome, branch.started)
         if self.waiter.done():
             return
         if not isinstance(outcome, StepResult):
@@ -475,6 +523,8 @@ async def execute(CompiledPlan plan, object body, RunContext ctx):
             r = answer(step_result(await run_node(plan, root, body, ctx, True)))
     except (RouteFailure, _UpstreamError) as e:
         log_request_failure(plan, ctx, e)
+        if plan.step_metrics:
+            record_step_failure(ctx.step, e, ctx.started)
         r = failure_answer(e)
     except _CancelledError:
         # the client hung up (or a timeout or drain aborted its connection, or a gRPC

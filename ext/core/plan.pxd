@@ -25,10 +25,19 @@ cdef class RequestStats:
     cdef readonly long long failed      # answered with a 5xx status
     cdef readonly long long cancelled   # the client hung up before the answer
     cdef readonly long long in_flight
+    cdef Histogram http_ok              # request durations (core/metrics.pyx): HTTP 200,
+    cdef Histogram grpc_ok              #   gRPC OK,
+    cdef dict other                     #   (protocol, code label) -> Histogram for the rest
+    cdef long long bytes_in[2]          # request and response body bytes per protocol
+    cdef long long bytes_out[2]         #   (0 http, 1 grpc)
+    cdef void observe(self, int protocol, int status, str code, double seconds,
+                      Py_ssize_t bytes_in, Py_ssize_t bytes_out)
+    cdef tuple http_ok_bounds(self)
 
 
 cdef class RunContext
 cdef class Response
+cdef class PlanStep
 
 
 cdef class FrontEnd:
@@ -39,8 +48,8 @@ cdef class RunContext:
     cdef readonly list headers          # [(bytes, bytes)] forwarded to every step
     cdef readonly double timeout        # serviceClient seconds; <= 0: none
     cdef readonly bint v2_bridge        # the request entered as an OIP message (execute.pyx)
-    cdef tuple site                     # failure records: PlanStep.site of the step running
-    cdef double started                 #   and when it started (execute.pyx, _log_failures)
+    cdef PlanStep step                  # failure records and step metrics: the step running
+    cdef double started                 #   and when it started (execute.pyx)
     cdef RequestStats stats             # the front end's counters, or None
     cdef FrontEnd front                 # the front end's adapter, or None: execute() answers a Response
     cdef object request                 #   and the request it adapts
@@ -67,6 +76,7 @@ cdef class PlanStep:
     cdef readonly int weight_end        # Splitter: cumulative weight up to this step
     cdef readonly tuple site            # (node name, step name or index, target or None)
     cdef readonly object policy         # engine.spec.traffic.StepPolicy, or None: no policy
+    cdef readonly StepStats stats       # its metrics slots (core/metrics.pyx); None for node steps
 
 
 cdef class PlanNode:
@@ -90,6 +100,8 @@ cdef class CompiledPlan:
     cdef readonly double service_timeout
     cdef readonly str name
     cdef readonly MessageBridge bridge   # converters for OIP messages, or None
+    cdef readonly tuple buckets         # histogram bounds of its metrics (seconds)
+    cdef readonly bint step_metrics     # record per-step metrics (a flag checked once per step)
 
 
 cdef class Response:

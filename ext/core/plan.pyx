@@ -36,7 +36,33 @@ cdef class StepResult:
 
 @cython.final
 cdef class RequestStats:
-    """A front end's request counters, kept by execute() alone."""
+    """A front end's request counters, kept by execute() alone, and its request
+    durations and bytes, recorded by the front end (``observe``) once it answered."""
+
+    cdef void observe(self, int protocol, int status, str code, double seconds,
+                      Py_ssize_t bytes_in, Py_ssize_t bytes_out):
+        """One answered request: HTTP (``protocol`` 0, ``status``) or gRPC (1, the
+        status name ``code``). Nothing before the front end made its histograms."""
+        cdef Histogram h
+        if self.http_ok is None:
+            return
+        self.bytes_in[protocol] += bytes_in
+        self.bytes_out[protocol] += bytes_out
+        if protocol == 0 and status == 200:
+            self.http_ok.observe(seconds)
+            return
+        if protocol == 1 and code == "OK":
+            self.grpc_ok.observe(seconds)
+            return
+        key = (protocol, code if code is not None else str(status))
+        h = self.other.get(key)
+        if h is None:
+            h = self.other[key] = Histogram(self.http_ok_bounds())
+        h.observe(seconds)
+
+    cdef tuple http_ok_bounds(self):
+        cdef Py_ssize_t i
+        return tuple(self.http_ok.bounds[i] for i in range(self.http_ok.n))
 
     def __repr__(self):
         return (f"RequestStats(total={self.total}, failed={self.failed}, "
@@ -141,15 +167,27 @@ cdef class MessageBridge:
 cdef class CompiledPlan:
     """The compiler's output: node tables (root first), the serviceClient timeout, the
     graph's name, and the converters for OIP messages (``bridge``: core/bridge.pyx;
-    None: the plan carries bytes only)."""
+    None: the plan carries bytes only). ``buckets``: the bounds of its duration
+    histograms (core/metrics.pyx, metrics_buckets); ``step_metrics`` off: no step is
+    timed or counted (request metrics stay)."""
 
-    def __init__(self, tuple nodes, double service_timeout, str name, MessageBridge bridge=None):
+    def __init__(self, tuple nodes, double service_timeout, str name, MessageBridge bridge=None,
+                 buckets=None, bint step_metrics=True):
+        cdef PlanStep step
         if not nodes:
             raise _InternalEngineError("a plan needs at least its root node")
         self.nodes = nodes
         self.service_timeout = service_timeout
         self.name = name
         self.bridge = bridge
+        self.buckets = metrics_buckets(buckets)
+        self.step_metrics = step_metrics
+        # every model call's slots exist before the first request (core/metrics.pyx)
+        for node in nodes:
+            for s in (<PlanNode>node).steps:
+                step = <PlanStep>s
+                if step.target == TARGET_BACKEND:
+                    step.stats = StepStats(self.buckets)
 
 
 # ---- a request's answer ------------------------------------------------------------

@@ -6,6 +6,7 @@ cdef class GraphApp(FrontEnd):
     cdef readonly RequestStats stats
     cdef readonly object v2_front       # (app, request, path) -> answer or None: /v2/models/...
     cdef readonly object access_log
+    cdef public object http_client      # the plan's HttpClient: its pools on /metrics, or None
     cdef readonly bint kserve_paths     # only /readyz is special; every other path runs the graph
     cdef object run_graph(self, HttpRequest request)
     cpdef bytes metrics_text(self)

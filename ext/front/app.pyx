@@ -31,7 +31,11 @@ cdef class GraphApp(FrontEnd):
         self.v2_front = v2_front
         self.draining = False
         self.stats = RequestStats.__new__(RequestStats)
+        self.stats.http_ok = Histogram(plan.buckets)
+        self.stats.grpc_ok = Histogram(plan.buckets)
+        self.stats.other = {}
         self.access_log = None
+        self.http_client = None
 
     @property
     def requests_total(self):
@@ -52,6 +56,19 @@ cdef class GraphApp(FrontEnd):
     def enable_access_log(self, logger):
         """One log record per graph request (method, path, status, duration); None: off."""
         self.access_log = logger
+
+    def observe_request(self, str protocol, code, double seconds, Py_ssize_t bytes_in=0,
+                        Py_ssize_t bytes_out=0):
+        """Count one request a front end other than this app's answered (gRPC, HTTP
+        v2): ``protocol`` "http" with the HTTP status ``code``, or "grpc" with the
+        status name; ``seconds`` it took, its body bytes in and out. One call per
+        request, once it is answered."""
+        if protocol == "grpc":
+            self.stats.observe(1, 0, str(code), seconds, bytes_in, bytes_out)
+        elif protocol == "http":
+            self.stats.observe(0, int(code), None, seconds, bytes_in, bytes_out)
+        else:
+            raise ValueError(f"protocol must be http or grpc, not {protocol!r}")
 
     def start_draining(self):
         """Readiness answers 503 from now on; requests are still served."""
@@ -99,8 +116,7 @@ cdef class GraphApp(FrontEnd):
         ctx.stats = self.stats
         ctx.front = self
         ctx.request = request
-        if self.access_log is not None:
-            ctx.received = mono_now()
+        ctx.received = mono_now()
         return execute(self.plan, request.body, ctx)
 
     cdef object finish(self, RunContext ctx, Response r):
@@ -109,6 +125,7 @@ cdef class GraphApp(FrontEnd):
         if type(r.body) is not bytes and is_oip(r.body):
             # a message answered on a plain HTTP path: v2 JSON
             r = Response(r.status, need_bridge(self.plan.bridge, r.body).http_answer(r.body), CT_JSON)
+        self.stats.observe(0, r.status, None, mono_now() - ctx.received, len(request.body), len(r.body))
         if self.access_log is not None:
             self.access_log.info("request", extra={
                 "method": request.method.decode("latin-1"), "path": request.path.decode("latin-1"),
@@ -140,4 +157,78 @@ cdef class GraphApp(FrontEnd):
             f"ige_draining {int(self.draining)}\n"
             + headers_dropped_metrics()     # core/headers.pyx
             + policy_metrics(self.plan)     # backends/policy.pyx
+            + render_request_metrics(self.plan, self.stats)
+            + render_step_metrics(self.plan)
+            + render_pool_metrics(self.http_client)
         ).encode()
+
+
+cdef str render_request_metrics(CompiledPlan plan, RequestStats stats):
+    """Request durations per protocol and code, and body bytes per protocol."""
+    cdef Histogram h
+    graph = label_value(plan.name or "graph")
+    out = ["# HELP ige_request_duration_seconds Graph requests answered, by the time from "
+           "taking the request to its answer (code: the HTTP status, or the gRPC status name).\n"
+           "# TYPE ige_request_duration_seconds histogram\n"]
+    series = [((0, "200"), stats.http_ok), ((1, "OK"), stats.grpc_ok)]
+    series += sorted(stats.other.items())
+    for (protocol, code), h in series:
+        if h.count:
+            render_histogram(out, "ige_request_duration_seconds",
+                             f'graph="{graph}",code="{label_value(code)}",protocol="{_PROTOCOLS[protocol]}"', h)
+    for metric, counts, text in (("ige_request_bytes_total", (stats.bytes_in[0], stats.bytes_in[1]), "Request body bytes taken."),
+                                 ("ige_response_bytes_total", (stats.bytes_out[0], stats.bytes_out[1]), "Response body bytes answered.")):
+        out.append(f"# HELP {metric} {text}\n# TYPE {metric} counter\n")
+        for protocol in range(2):
+            out.append(f'{metric}{{graph="{graph}",protocol="{_PROTOCOLS[protocol]}"}} {counts[protocol]}\n')
+    return "".join(out)
+
+
+cdef tuple _PROTOCOLS = ("http", "grpc")
+
+
+cdef str render_step_metrics(CompiledPlan plan):
+    """Step call durations per code and step errors per kind (core/metrics.pyx)."""
+    cdef PlanStep step
+    graph = label_value(plan.name or "graph")
+    steps = []
+    for node in plan.nodes:
+        for s in (<PlanNode>node).steps:
+            step = <PlanStep>s
+            if step.stats is not None:
+                steps.append((f'graph="{graph}",node="{label_value(step.site[0])}",'
+                              f'step="{label_value(step.site[1])}"', step.stats))
+    out = ["# HELP ige_step_duration_seconds Model calls of graph steps, by their duration "
+           "(code: the answer's HTTP status, else the error kind: timeout, transport, "
+           "circuit_open, overloaded).\n# TYPE ige_step_duration_seconds histogram\n"]
+    for labels, stats in steps:
+        for code, h in (<StepStats>stats).by_code():
+            render_histogram(out, "ige_step_duration_seconds", f'{labels},code="{code}"', h)
+    out.append("# HELP ige_step_errors_total Failed model calls of graph steps, by kind: status "
+               "(a non-2xx answer), timeout, transport, circuit_open, overloaded.\n"
+               "# TYPE ige_step_errors_total counter\n")
+    for labels, stats in steps:
+        for kind, n in (<StepStats>stats).error_counts().items():
+            out.append(f'ige_step_errors_total{{{labels},kind="{kind}"}} {n}\n')
+    return "".join(out)
+
+
+cdef str render_pool_metrics(object client):
+    """Open and idle keep-alive connections per model server host (http/client.pyx)."""
+    cdef _HostPool pool
+    if client is None:
+        return ""
+    pools = [(f"{(<_HostPool>p).host}:{(<_HostPool>p).port}", p)
+             for p in (<HttpClient>client).pools.values()]
+    pools.sort(key=lambda item: item[0])
+    out = ["# HELP ige_client_connections_open Connections open to a model server host (in use or idle).\n"
+           "# TYPE ige_client_connections_open gauge\n"]
+    for host, p in pools:
+        pool = <_HostPool>p
+        out.append(f'ige_client_connections_open{{host="{label_value(host)}"}} {pool.nopen}\n')
+    out.append("# HELP ige_client_connections_idle Keep-alive connections idle in a model server host's pool.\n"
+               "# TYPE ige_client_connections_idle gauge\n")
+    for host, p in pools:
+        pool = <_HostPool>p
+        out.append(f'ige_client_connections_idle{{host="{label_value(host)}"}} {len(pool.idle)}\n')
+    return "".join(out)
