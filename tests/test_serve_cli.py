@@ -357,3 +357,43 @@ def test_kserve_reserved_paths_through_the_environment(model):
     bad = subprocess.run([sys.executable, "-m", "engine", "--graph-json", json.dumps(graph),
                           "--reserved-paths", "none"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 1 and "--reserved-paths" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def _metrics(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        return r.read().decode()
+
+
+@pytest.mark.parametrize("how", ["flag", "env"])
+def test_metrics_buckets_and_no_metrics_from_the_command_line(tmp_path, model, how):
+    graph = {"nodes": {"root": {"routerType": "Sequence", "steps": [{"serviceUrl": model.url}]}}}
+    port = free_port()
+    args = ["serve", "--graph-json", json.dumps(graph), "--http-port", str(port), "--grpc-port", "0",
+            "--host", "127.0.0.1", "--drain-seconds", "0"]
+    env = {}
+    if how == "flag":
+        args += ["--metrics-buckets", "0.01,0.1", "--no-metrics"]
+    else:
+        env["IGE_METRICS_BUCKETS"] = "0.01,0.1"
+    proc = start(args, env)
+    try:
+        wait_ready(port, proc)
+        assert post(port, {"instances": [1]}) == (200, {"predictions": ["ok"]})
+        text = _metrics(port)
+        assert 'le="0.01"' in text and 'le="0.1"' in text
+        assert 'le="0.025"' not in text          # only the buckets asked for
+        steps = [line for line in text.splitlines() if line.startswith("ige_step_duration_seconds_count")]
+        if how == "flag":
+            assert steps == []                   # --no-metrics: no per-step recording
+        else:
+            assert len(steps) == 1 and float(steps[0].split()[-1]) == 1
+    finally:
+        assert stop(proc) == 0
+
+
+def test_invalid_metrics_buckets_fail_at_start(tmp_path):
+    graph = {"nodes": {"root": {"routerType": "Sequence", "steps": [{"serviceUrl": "http://127.0.0.1:9/m"}]}}}
+    proc = start(["serve", "--graph-json", json.dumps(graph), "--http-port", str(free_port()),
+                  "--grpc-port", "0", "--host", "127.0.0.1"], {"IGE_METRICS_BUCKETS": "0.1,0.01"})
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode != 0 and "bucket" in err.decode().lower()
