@@ -204,6 +204,26 @@ cdef inline object call_step(CompiledPlan plan, PlanStep step, object body, RunC
     return step.backend.call(body, ctx)
 
 
+cdef inline void step_starts(CompiledPlan plan, PlanStep step, RunContext ctx):
+    """Note the step that runs and since when, for its failure record and metrics."""
+    if _log_failures or plan.step_metrics:
+        ctx.step = step
+        ctx.started = mono_now()
+
+
+cdef int step_settled(CompiledPlan plan, PlanNode node, PlanStep step, StepResult result,
+                      RunContext ctx) except -1:
+    """What every settled step records: its duration, its DEBUG record and a failed
+    status."""
+    if plan.step_metrics and step.stats is not None:
+        step.stats.observe(result.status, mono_now() - ctx.started)
+    if _trace_steps:
+        trace_step(node, step, result)
+    if _log_failures and not (200 <= result.status <= 299):
+        log_step_failure(plan.name, step.site, result.status, None, ctx.started)
+    return 0
+
+
 async def run_node(CompiledPlan plan, PlanNode node, object body, RunContext ctx, bint is_root):
     cdef int rt = node.router_type
     if rt == ROUTER_SEQUENCE:
@@ -234,23 +254,15 @@ async def run_sequence(CompiledPlan plan, PlanNode node, object request, RunCont
                 return StepResult(200, response)
         if step.map_predictions:
             body = go_map_predictions(body)     # json/go_json.pyx
-        if _log_failures or plan.step_metrics:
-            ctx.step = step
-            ctx.started = mono_now()
+        step_starts(plan, step, ctx)
         r = call_step(plan, step, body, ctx)
         if type(r) is not StepResult:
             r = await r
         result = step_result(r)
-        if plan.step_metrics and step.stats is not None:
-            step.stats.observe(result.status, mono_now() - ctx.started)
-        if _trace_steps:
-            trace_step(node, step, result)
+        step_settled(plan, node, step, result, ctx)
         response = result.body
-        if not (200 <= result.status <= 299):
-            if _log_failures:
-                log_step_failure(plan.name, step.site, result.status, None, ctx.started)
-            if step.hard:
-                return result
+        if step.hard and not (200 <= result.status <= 299):
+            return result
     return result
 
 
@@ -267,18 +279,11 @@ async def run_switch(CompiledPlan plan, PlanNode node, object request, RunContex
             break
     if taken is None or not body_is_valid_json(request):
         raise RouteFailure(_SWITCH_MISS.decode(), 404 if is_root else 500)
-    if _log_failures or plan.step_metrics:
-        ctx.step = taken
-        ctx.started = mono_now()
+    step_starts(plan, taken, ctx)
     r = call_step(plan, taken, request, ctx)
     if type(r) is not StepResult:
         r = step_result(await r)
-    if plan.step_metrics and taken.stats is not None:
-        taken.stats.observe((<StepResult>r).status, mono_now() - ctx.started)
-    if _trace_steps:
-        trace_step(node, taken, <StepResult>r)
-    if _log_failures and not (200 <= (<StepResult>r).status <= 299):
-        log_step_failure(plan.name, taken.site, (<StepResult>r).status, None, ctx.started)
+    step_settled(plan, node, taken, <StepResult>r, ctx)
     return r
 
 
@@ -290,18 +295,11 @@ async def run_splitter(CompiledPlan plan, PlanNode node, object request, RunCont
     for s in node.steps:
         step = <PlanStep>s
         if point < step.weight_end:
-            if _log_failures or plan.step_metrics:
-                ctx.step = step
-                ctx.started = mono_now()
+            step_starts(plan, step, ctx)
             r = call_step(plan, step, request, ctx)
             if type(r) is not StepResult:
                 r = step_result(await r)
-            if plan.step_metrics and step.stats is not None:
-                step.stats.observe((<StepResult>r).status, mono_now() - ctx.started)
-            if _trace_steps:
-                trace_step(node, step, <StepResult>r)
-            if _log_failures and not (200 <= (<StepResult>r).status <= 299):
-                log_step_failure(plan.name, step.site, (<StepResult>r).status, None, ctx.started)
+            step_settled(plan, node, step, <StepResult>r, ctx)
             return r
     raise RouteFailure("no Splitter step was picked: weights do not sum to 100")
 
