@@ -211,7 +211,7 @@ cdef inline void step_starts(CompiledPlan plan, PlanStep step, RunContext ctx):
         ctx.started = mono_now()
 
 
-cdef int step_settled(CompiledPlan plan, PlanNode node, PlanStep step, StepResult result,
+cdef inline int step_settled(CompiledPlan plan, PlanNode node, PlanStep step, StepResult result,
                       RunContext ctx) except -1:
     """What every settled step records: its duration, its DEBUG record and a failed
     status."""
