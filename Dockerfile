@@ -20,10 +20,11 @@ COPY ext/ ext/
 COPY engine/ engine/
 # The build requirements (setuptools, Cython, grpcio-tools) come in pip's isolated
 # build environment, so they never reach the runtime stage.  `pip wheel .` also writes
-# a wheel for each runtime dependency (only the [project] dependencies: the test and
-# bench extras are not installed).
+# a wheel for each runtime dependency: the [project] dependencies and the tracing
+# extra (the OpenTelemetry SDK and OTLP exporters); the test and bench extras are not
+# installed.
 RUN python3 -m venv /opt/build \
- && /opt/build/bin/pip wheel --wheel-dir /wheels . \
+ && /opt/build/bin/pip wheel --wheel-dir /wheels '.[tracing]' \
  && ls /wheels
 
 # The virtualenv is made on the runtime base itself (its python3 is the one the venv
@@ -34,7 +35,7 @@ FROM ${RUNTIME_IMAGE} AS install
 COPY --from=build /wheels /wheels
 RUN python3 -m venv /opt/ige \
  && /opt/ige/bin/pip install --no-cache-dir --no-index --find-links /wheels \
-        inference-graph-engine \
+        'inference-graph-engine[tracing]' \
  && /opt/ige/bin/pip uninstall -y -q setuptools pip \
  && /opt/ige/bin/python -m compileall -q -f --invalidation-mode unchecked-hash /opt/ige/lib
 
@@ -48,7 +49,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PATH=/opt/ige/bin:$PATH
 COPY --from=install /opt/ige /opt/ige
 RUN ige --version \
- && python -c "import engine._core, engine._gjson, engine.protos.grpc_predict_v2_pb2_grpc, grpc, uvloop, numpy"
+ && python -c "import engine._core, engine._gjson, engine.protos.grpc_predict_v2_pb2_grpc, grpc, uvloop, numpy, opentelemetry.sdk.trace"
 # KServe's controller sets runAsNonRoot: the kubelet can only verify a numeric user.
 USER 65532:65532
 WORKDIR /
