@@ -199,7 +199,65 @@ class RunContext:
     headers: list[tuple[bytes, bytes]]
     timeout: float
     v2_bridge: bool
+    trace: TraceContext | None
     def __init__(self, headers: list[tuple[bytes, bytes]], timeout: float) -> None: ...
+
+# ---- tracing (ext/core/trace.pyx) ---------------------------------------------------
+
+class SpanKind(enum.IntEnum):
+    SPAN_SERVER = 0
+    SPAN_CLIENT = 1
+
+KIND_SERVER: int
+KIND_CLIENT: int
+PROTOCOL_HTTP: int
+PROTOCOL_GRPC: int
+
+class TraceContext:
+    trace_id: int
+    trace_id_hex: str
+    span_id: int
+    remote_parent: int
+    sampled: bool
+    tracestate: bytes | None
+    server: SpanRecord | None
+    protocol: int
+    def headers_for(self, headers: list[tuple[bytes, bytes]], span_id: int) -> list[tuple[bytes, bytes]]: ...
+
+class SpanRecord:
+    trace: TraceContext
+    span_id: int
+    parent_id: int
+    kind: int
+    start_ns: int
+    end_ns: int
+    status: int
+    code: str | None
+    error: str | None
+    error_type: str | None
+    step: PlanStep | None
+    plan: CompiledPlan | None
+    method: bytes | None
+    path: bytes | None
+
+class Tracer:
+    max_queue: int
+    batch_size: int
+    dropped: int
+    finished: int
+    exported: int
+    export_failed: int
+    queued: int
+    def __init__(self, sampler: str = "parentbased_always_on", ratio: float = 1.0, *,
+                 max_queue: int = 2048, batch_size: int = 512,
+                 wake: Callable[[], Any] | None = None) -> None: ...
+    def take(self, limit: int = 0) -> list[SpanRecord]: ...
+    def begin_trace(self, headers: list[tuple[bytes, bytes]], protocol: str = "http") -> TraceContext: ...
+
+def set_tracer(tracer: Tracer | None) -> None: ...
+def get_tracer() -> Tracer | None: ...
+def trace_request(ctx: RunContext, plan: CompiledPlan, headers: list[tuple[bytes, bytes]],
+                  protocol: str = "http") -> TraceContext | None: ...
 
 class Backend:
     description: str
@@ -323,10 +381,11 @@ class GraphApp(FrontEnd):
     v2_front: Callable[..., Any] | None
     http_client: HttpClient | None
     def observe_request(self, protocol: str, code: int | str, seconds: float, bytes_in: int = 0,
-                        bytes_out: int = 0) -> None: ...
+                        bytes_out: int = 0, ctx: RunContext | None = None) -> None: ...
     def __init__(self, plan: CompiledPlan, propagation: HeaderPropagation, *,
                  kserve_paths: bool = False, v2_front: Callable[..., Any] | None = None) -> None: ...
-    def context(self, headers: HeaderList, deadline: float = 0.0) -> RunContext: ...
+    def context(self, headers: HeaderList, deadline: float = 0.0,
+                protocol: str = "http") -> RunContext: ...
     def enable_access_log(self, logger: logging.Logger | None) -> None: ...
     def start_draining(self) -> None: ...
     def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]: ...

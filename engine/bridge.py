@@ -216,13 +216,15 @@ async def _v2_infer(app, request, name: str, version: str):
             return _core.HttpResponse(400, error_body(str(e)), list(_JSON))
         body = req
     started = time.monotonic()
-    answer = await _v2_answer(app, request, body, req, name, version)
-    app.observe_request("http", answer.status, time.monotonic() - started, len(request.body), len(answer.body))
+    ctx = app.context(request.headers)
+    answer = await _v2_answer(app, request, body, req, name, version, ctx)
+    app.observe_request("http", answer.status, time.monotonic() - started, len(request.body),
+                        len(answer.body), ctx)
     return answer
 
 
-async def _v2_answer(app, request, body, req, name: str, version: str):
-    r = await _core.execute(app.plan, body, app.context(request.headers))
+async def _v2_answer(app, request, body, req, name: str, version: str, ctx):
+    r = await _core.execute(app.plan, body, ctx)
     if isinstance(r.body, (bytes, bytearray, memoryview)):
         if r.content_type is None:
             return _core.HttpResponse(r.status, r.body)

@@ -201,6 +201,15 @@ def _limit(value: int, option: str) -> int:
     return value or sys.maxsize
 
 
+def tracing_from_env():
+    """OpenTelemetry tracing as the OTEL_* env asks (None: off), checked at start."""
+    from . import tracing
+    config = tracing.from_env()
+    if config is not None:
+        tracing.check_available(config)
+    return config
+
+
 def cmd_serve(args, out, err, stdin) -> int:
     from . import logs
     if args.enable_tls or args.enable_auth:
@@ -224,7 +233,8 @@ def cmd_serve(args, out, err, stdin) -> int:
         max_headers=_limit(args.max_headers, "--max-headers"),
         policy=policy_from(args),  # a TrafficPolicy is loaded and checked here, at start
         max_quick_crashes=max(1, args.worker_crash_limit),
-        access_log=args.access_log, reserved_paths=reserved_paths_from(args))
+        access_log=args.access_log, reserved_paths=reserved_paths_from(args),
+        tracing=tracing_from_env())
     if options.policy.traffic is not None:
         for d in options.policy.traffic.warnings + options.policy.traffic.diagnose(graph):
             logging.getLogger("engine.server").warning(f"policy {d}")

@@ -67,6 +67,7 @@ class Plan:
         model returns a value that is not JSON-serialisable."""
         pairs = header_pairs(headers)
         ctx = _core.RunContext(self.propagation.select(pairs), self.compiled.service_timeout)
+        _core.trace_request(ctx, self.compiled, pairs)     # with tracing on (engine.tracing)
         return await _core.execute(self.compiled, encode_body(body), ctx)
 
     async def aclose(self) -> None:

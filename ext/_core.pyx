@@ -32,6 +32,7 @@ include "oip/codec.pyx"
 include "core/headers.pyx"
 include "core/metrics.pyx"
 include "core/plan.pyx"
+include "core/trace.pyx"
 include "core/bridge.pyx"
 include "core/execute.pyx"
 

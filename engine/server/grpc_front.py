@@ -239,24 +239,27 @@ class GrpcFrontEnd:
 
     async def model_infer(self, request, context):
         started = time.monotonic()
+        call = _Call()
         try:
-            answer = await self._infer(request, context)
+            answer = await self._infer(request, context, call)
         except Exception as e:
             # a bug: the client still gets a bounded message, not grpc's own
             # "Unexpected <type>: <text>"
             log.exception("ModelInfer failed")
             answer = (grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
-        # one record per answered call, with the status the client sees; a cancelled
-        # call is counted by execute() alone, as over HTTP
+        # one record per answered call, with the status the client sees (it also ends
+        # the call's server span); a cancelled call is counted by execute() alone, as
+        # over HTTP
         failed = type(answer) is tuple
         self.app.observe_request("grpc", answer[0].name if failed else "OK", time.monotonic() - started,
-                                 len(request), 0 if failed else len(answer))
+                                 len(request), 0 if failed else len(answer), call.ctx)
         if failed:
             await _abort(context, *answer)
         return answer
 
-    async def _infer(self, request, context):
-        """The answer's wire bytes, or a (status code, message) failure."""
+    async def _infer(self, request, context, call):
+        """The answer's wire bytes, or a (status code, message) failure; the
+        request's RunContext is left in ``call``."""
         try:
             req = InferRequest.from_grpc(request)
         except BadRequestError as e:
@@ -264,7 +267,7 @@ class GrpcFrontEnd:
         headers = [(key.encode("latin-1"), wire_value(value))
                    for key, value in context.invocation_metadata() or ()]
         remaining = context.time_remaining()
-        ctx = self.app.context(headers, remaining if remaining is not None else 0.0)
+        ctx = call.ctx = self.app.context(headers, remaining if remaining is not None else 0.0, "grpc")
         r = await _core.execute(self.app.plan, req, ctx)
         if not 200 <= r.status <= 299:
             cause = _error_text(r.body)
@@ -282,6 +285,14 @@ class GrpcFrontEnd:
             return grpc.StatusCode.INTERNAL, f"the graph's answer cannot be encoded: {e}"
         # grpc's serializer contract is one bytes object: the only payload copy
         return join(chunks)
+
+
+class _Call:
+    """What ModelInfer learns of a call while answering it."""
+    __slots__ = ("ctx",)
+
+    def __init__(self):
+        self.ctx = None
 
 
 async def _abort(context, code: grpc.StatusCode, message: str):

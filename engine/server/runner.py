@@ -52,6 +52,9 @@ class ServeOptions:
     access_log: bool = False
     reserved_paths: str = "engine"
     policy: Policy = dataclasses.field(default_factory=Policy)
+    # OpenTelemetry tracing (engine.tracing.from_env), None: off; each worker runs its
+    # own tracer and export thread
+    tracing: object = None
     # A worker that dies within quick_crash_seconds of its start is restarted after a
     # delay that doubles from restart_delay (up to max_restart_delay); after
     # max_quick_crashes such deaths in a row the router stops and exits non-zero, as a
@@ -115,10 +118,14 @@ class RouterInstance:
         )
         self.server = None
         self.grpc = None
+        self.tracing = None
         self.stopping = asyncio.Event()
 
     async def start(self):
         loop = asyncio.get_running_loop()
+        if self.options.tracing is not None:
+            from .. import tracing
+            self.tracing = tracing.start(self.options.tracing, self.graph.name or "ige")
         self.server = await loop.create_server(self.http.protocol_factory, sock=self.sock)
         if self.options.grpc_port is not None:
             from .grpc_front import GrpcFrontEnd
@@ -128,14 +135,20 @@ class RouterInstance:
             try:
                 await self.grpc.start()
             except (RuntimeError, OSError) as e:  # grpc's "Failed to bind to address ..."
-                self.server.close()
+                self._abandon()
                 raise ServeError(f"cannot start the gRPC front end on "
                                  f"{self.options.host}:{self.options.grpc_port}: {e}") from None
             except BaseException:
-                self.server.close()
+                self._abandon()
                 raise
         for w in self.plan.warnings:
             log.warning(w)
+
+    def _abandon(self):
+        """Undo a start that failed half-way."""
+        self.server.close()
+        if self.tracing is not None:
+            self.tracing.shutdown(timeout=1.0)
 
     def request_stop(self):
         self.app.start_draining()
@@ -158,6 +171,9 @@ class RouterInstance:
         if grpc_stop is not None:
             await grpc_stop
         await self.plan.aclose()
+        if self.tracing is not None:
+            # the spans of the last requests are exported before the process ends
+            await asyncio.get_running_loop().run_in_executor(None, self.tracing.shutdown)
 
 
 async def serve_in_loop(graph, options: ServeOptions, *, sock=None, ready=None):

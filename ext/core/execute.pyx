@@ -58,9 +58,11 @@ def set_step_failure_log(logger):
     _log_failures = logger is not None
 
 
-cdef int log_step_failure(str graph, tuple site, int status, object error, double started) except -1:
+cdef int log_step_failure(str graph, tuple site, int status, object error, double started,
+                          TraceContext trace) except -1:
     """A failed call of the step at ``site`` (PlanStep.site): ``status`` of its answer,
-    or the transport ``error``. Node steps (no target) are not logged."""
+    or the transport ``error``; ``trace``: the request's, when traced. Node steps (no
+    target) are not logged."""
     if site is None or site[2] is None or _failure_log is None:
         return 0
     fields = {"graph": graph, "node": site[0], "step": site[1], "target": site[2],
@@ -69,6 +71,8 @@ cdef int log_step_failure(str graph, tuple site, int status, object error, doubl
         fields["error"] = str(error)
     else:
         fields["status"] = status
+    if trace is not None:
+        fields["trace_id"] = trace.trace_id_hex()
     _failure_log.log(_WARNING if error is not None or status >= 500 else _INFO, "step failed", extra=fields)
     return 0
 
@@ -78,7 +82,7 @@ cdef int log_request_failure(CompiledPlan plan, RunContext ctx, BaseException e)
     noted last: Ensembles, the only concurrent steps, log their own and turn them into
     node failures."""
     if _log_failures and isinstance(e, _UpstreamError) and ctx.step is not None:
-        log_step_failure(plan.name, ctx.step.site, 0, e, ctx.started)
+        log_step_failure(plan.name, ctx.step.site, 0, e, ctx.started, ctx.trace)
     return 0
 
 
@@ -119,7 +123,27 @@ cdef RunContext branch_context(RunContext ctx):
     their siblings."""
     cdef RunContext copy = RunContext(ctx.headers, ctx.timeout)
     copy.v2_bridge = ctx.v2_bridge
+    copy.trace = ctx.trace
     return copy
+
+
+cdef RunContext traced_context(RunContext ctx, SpanRecord span):
+    """What a backend gets for a traced call: ``ctx``'s headers with the call's own
+    `traceparent` (core/trace.pyx), its timeout and bridging."""
+    cdef RunContext copy = RunContext(ctx.trace.step_headers(ctx.headers, span.span_id), ctx.timeout)
+    copy.v2_bridge = ctx.v2_bridge
+    copy.trace = ctx.trace
+    copy.span = span
+    return copy
+
+
+cdef str span_error_type(BaseException e):
+    """error.type of a span a failure ended: the step error kind when it is a model
+    call's, else the exception's class."""
+    cdef int kind = step_error_kind(e)
+    if kind >= 0:
+        return STEP_ERROR_KINDS[kind]       # core/metrics.pyx
+    return type(e).__name__
 
 
 # ---- JSON checks on raw bytes ---------------------------------------------------
@@ -198,17 +222,23 @@ cdef inline StepResult step_result(object r):
 
 
 cdef inline object call_step(CompiledPlan plan, PlanStep step, object body, RunContext ctx):
-    """Start a step: a StepResult when it finished synchronously, else an awaitable."""
+    """Start a step: a StepResult when it finished synchronously, else an awaitable.
+    A traced model call carries the span step_starts noted."""
     if step.target == TARGET_NODE:
         return run_node(plan, <PlanNode>plan.nodes[step.node_index], body, ctx, False)
+    if ctx.trace is not None and ctx.span is not None:
+        return step.backend.call(body, traced_context(ctx, ctx.span))
     return step.backend.call(body, ctx)
 
 
 cdef inline void step_starts(CompiledPlan plan, PlanStep step, RunContext ctx):
-    """Note the step that runs and since when, for its failure record and metrics."""
+    """Note the step that runs and since when, for its failure record and metrics,
+    and, when the request is traced, start its call's span."""
     if _log_failures or plan.step_metrics:
         ctx.step = step
         ctx.started = mono_now()
+    if ctx.trace is not None:
+        ctx.span = start_client_span(ctx.trace, step) if step.target == TARGET_BACKEND else None
 
 
 cdef inline int step_settled(CompiledPlan plan, PlanNode node, PlanStep step, StepResult result,
@@ -220,7 +250,9 @@ cdef inline int step_settled(CompiledPlan plan, PlanNode node, PlanStep step, St
     if _trace_steps:
         trace_step(node, step, result)
     if _log_failures and not (200 <= result.status <= 299):
-        log_step_failure(plan.name, step.site, result.status, None, ctx.started)
+        log_step_failure(plan.name, step.site, result.status, None, ctx.started, ctx.trace)
+    if ctx.trace is not None and ctx.span is not None and step.target == TARGET_BACKEND:
+        end_span(ctx.span, result.status)
     return 0
 
 
@@ -311,20 +343,25 @@ cdef class EnsembleJoin:
     # outcomes: per step a StepResult, an exception, or None while pending;
     # waiter: a Future set to None (all succeeded), the deciding StepResult, or the failure
 
-    def __cinit__(self, CompiledPlan plan, PlanNode node, object waiter):
+    def __cinit__(self, CompiledPlan plan, PlanNode node, object waiter, TraceContext trace):
         self.plan = plan
         self.node = node
         self.outcomes = [None] * len(node.steps)
         self.cursor = 0
         self.waiter = waiter
-        if _log_failures or plan.step_metrics:
+        if _log_failures or plan.step_metrics or trace is not None:
             self.started = mono_now()
             self.contexts = [None] * len(node.steps)
+        self.trace = trace
+        if trace is not None:
+            self.spans = [None] * len(node.steps)
 
     cdef void settle(self, int i, object outcome):
         cdef RunContext branch
         cdef PlanStep step = <PlanStep>self.node.steps[i]
         self.outcomes[i] = outcome
+        if self.trace is not None:
+            self.end_spans(i, outcome)
         if self.plan.step_metrics:
             if type(outcome) is StepResult:
                 if step.stats is not None:
@@ -340,13 +377,15 @@ cdef class EnsembleJoin:
             if type(outcome) is StepResult:
                 if not (200 <= (<StepResult>outcome).status <= 299):
                     log_step_failure(self.plan.name, (<PlanStep>self.node.steps[i]).site,
-                                     (<StepResult>outcome).status, None, self.started)
+                                     (<StepResult>outcome).status, None, self.started, self.trace)
             elif isinstance(outcome, _UpstreamError):
                 branch = self.contexts[i]
                 if branch is None:
-                    log_step_failure(self.plan.name, (<PlanStep>self.node.steps[i]).site, 0, outcome, self.started)
+                    log_step_failure(self.plan.name, (<PlanStep>self.node.steps[i]).site, 0, outcome,
+                                     self.started, self.trace)
                 elif branch.step is not None:       # from a step inside the node this step runs
-                    log_step_failure(self.plan.name, branch.step.site, 0, outcome, branch.started)
+                    log_step_failure(self.plan.name, branch.step.site, 0, outcome, branch.started,
+                                     self.trace)
         if self.waiter.done():
             return
         if not isinstance(outcome, StepResult):
@@ -359,6 +398,21 @@ cdef class EnsembleJoin:
             self.waiter.set_result(RouteFailure(go_unmarshal_map_error(res.body)))
             return
         self.advance()
+
+    cdef void end_spans(self, int i, object outcome):
+        """End the span of step ``i``'s call, or, for a node step that failed, the
+        span its failing inner call left running."""
+        cdef SpanRecord span = self.spans[i]
+        cdef RunContext branch
+        if span is None:
+            branch = self.contexts[i]
+            if branch is None or branch.span is None or type(outcome) is StepResult:
+                return
+            span = branch.span
+        if type(outcome) is StepResult:
+            end_span(span, (<StepResult>outcome).status)
+        elif isinstance(outcome, BaseException):
+            fail_span(span, outcome, span_error_type(outcome))
 
     cdef void advance(self):
         cdef int n = len(self.outcomes)
@@ -397,7 +451,7 @@ async def run_ensemble(CompiledPlan plan, PlanNode node, object request, RunCont
     cdef int i, n = len(node.steps)
     loop = _running_loop()
     waiter = loop.create_future()
-    join = EnsembleJoin(plan, node, waiter)
+    join = EnsembleJoin(plan, node, waiter, ctx.trace)
     pending = []
     for i in range(n):
         step = <PlanStep>node.steps[i]
@@ -406,7 +460,12 @@ async def run_ensemble(CompiledPlan plan, PlanNode node, object request, RunCont
             branch = branch_context(ctx)
             join.contexts[i] = branch
         try:
-            r = call_step(plan, step, request, branch)
+            if join.spans is not None and step.target == TARGET_BACKEND:
+                span = start_client_span(ctx.trace, step)
+                join.spans[i] = span
+                r = step.backend.call(request, traced_context(ctx, span) if span is not None else ctx)
+            else:
+                r = call_step(plan, step, request, branch)
         except BaseException as e:
             if isinstance(e, (RouteFailure, _UpstreamError)):
                 join.settle(i, e)
@@ -524,12 +583,24 @@ async def execute(CompiledPlan plan, object body, RunContext ctx):
         if plan.step_metrics:
             record_step_failure(ctx.step, e, ctx.started)
         r = failure_answer(e)
-    except _CancelledError:
-        # the client hung up (or a timeout or drain aborted its connection, or a gRPC
-        # call was cancelled): the step calls were cancelled, nothing is answered
-        if stats is not None:
-            stats.cancelled += 1
+        if ctx.trace is not None:
+            fail_span(ctx.span, e, span_error_type(e))
+            if not ctx.trace.front_ends:
+                end_server_span(ctx.trace, r.status, None, (<object>e).cause if isinstance(e, RouteFailure)
+                                else str(e), type(e).__name__)
+    except BaseException as e:
+        if isinstance(e, _CancelledError):
+            # the client hung up (or a timeout or drain aborted its connection, or a
+            # gRPC call was cancelled): the step calls were cancelled, nothing is answered
+            if stats is not None:
+                stats.cancelled += 1
+        if ctx.trace is not None:
+            fail_span(ctx.span, e, type(e).__name__)
+            end_server_span(ctx.trace, 0, None, str(e) or type(e).__name__, type(e).__name__)
         raise
+    else:
+        if ctx.trace is not None and not ctx.trace.front_ends:
+            end_server_span(ctx.trace, r.status, None, None, None)
     finally:
         if stats is not None:
             stats.in_flight -= 1

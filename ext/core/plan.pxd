@@ -38,6 +38,8 @@ cdef class RequestStats:
 cdef class RunContext
 cdef class Response
 cdef class PlanStep
+cdef class TraceContext                 # core/trace.pyx
+cdef class SpanRecord
 
 
 cdef class FrontEnd:
@@ -54,6 +56,8 @@ cdef class RunContext:
     cdef FrontEnd front                 # the front end's adapter, or None: execute() answers a Response
     cdef object request                 #   and the request it adapts
     cdef double received                # when the front end took the request (access log)
+    cdef readonly TraceContext trace    # the request's trace (core/trace.pyx), or None: tracing off
+    cdef SpanRecord span                #   and the span of the step call running
 
 
 cdef class Backend:

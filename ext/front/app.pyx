@@ -58,32 +58,50 @@ cdef class GraphApp(FrontEnd):
         self.access_log = logger
 
     def observe_request(self, str protocol, code, double seconds, Py_ssize_t bytes_in=0,
-                        Py_ssize_t bytes_out=0):
+                        Py_ssize_t bytes_out=0, RunContext ctx=None):
         """Count one request a front end other than this app's answered (gRPC, HTTP
         v2): ``protocol`` "http" with the HTTP status ``code``, or "grpc" with the
         status name; ``seconds`` it took, its body bytes in and out. One call per
-        request, once it is answered."""
+        request, once it is answered. ``ctx``: the request's context (None when it
+        failed before it had one): a gRPC request's server span ends here with the
+        status name, and the access log gets the request's line."""
         if protocol == "grpc":
             self.stats.observe(1, 0, str(code), seconds, bytes_in, bytes_out)
         elif protocol == "http":
             self.stats.observe(0, int(code), None, seconds, bytes_in, bytes_out)
         else:
             raise ValueError(f"protocol must be http or grpc, not {protocol!r}")
+        if ctx is not None and ctx.trace is not None and ctx.trace.front_ends:
+            end_server_span(ctx.trace, 0, str(code), None, None)
+        if self.access_log is not None:
+            fields = {"graph": self.plan.name, "protocol": protocol, "status": code,
+                      "ms": round(seconds * 1000.0, 3), "bytes_in": bytes_in, "bytes_out": bytes_out}
+            if ctx is not None and ctx.trace is not None:
+                fields["trace_id"] = ctx.trace.trace_id_hex()
+            self.access_log.info("request", extra=fields)
 
     def start_draining(self):
         """Readiness answers 503 from now on; requests are still served."""
         self.draining = True
 
-    def context(self, list headers, double deadline=0.0):
+    def context(self, list headers, double deadline=0.0, str protocol="http"):
         """The RunContext of a request another front end (gRPC, HTTP v2) hands to
         execute(), counted in this app's metrics: ``headers`` the request's (name,
         value) bytes pairs; ``deadline`` > 0: seconds the caller still waits (a gRPC
-        deadline), which bounds every step's call too."""
+        deadline), which bounds every step's call too. With tracing on, the
+        request's trace begins here; a "grpc" ``protocol`` request's server span
+        ends in observe_request, with the status the client got."""
         cdef double timeout = self.plan.service_timeout
         if deadline > 0 and (timeout <= 0 or deadline < timeout):
             timeout = deadline
         cdef RunContext ctx = RunContext(self.propagation.select(headers), timeout)
         ctx.stats = self.stats
+        if _tracer is not None:
+            if protocol == "grpc":
+                ctx.trace = begin_request(self.plan, headers, TRACE_GRPC)
+                ctx.trace.front_ends = True
+            else:
+                ctx.trace = begin_request(self.plan, headers, TRACE_HTTP)
         return ctx
 
     def __call__(self, HttpRequest request):
@@ -117,6 +135,11 @@ cdef class GraphApp(FrontEnd):
         ctx.front = self
         ctx.request = request
         ctx.received = mono_now()
+        if _tracer is not None:
+            ctx.trace = begin_request(self.plan, request.headers, TRACE_HTTP)
+            if ctx.trace.server is not None:
+                ctx.trace.server.method = request.method
+                ctx.trace.server.path = request.path
         return execute(self.plan, request.body, ctx)
 
     cdef object finish(self, RunContext ctx, Response r):
@@ -127,10 +150,13 @@ cdef class GraphApp(FrontEnd):
             r = Response(r.status, need_bridge(self.plan.bridge, r.body).http_answer(r.body), CT_JSON)
         self.stats.observe(0, r.status, None, mono_now() - ctx.received, len(request.body), len(r.body))
         if self.access_log is not None:
-            self.access_log.info("request", extra={
-                "method": request.method.decode("latin-1"), "path": request.path.decode("latin-1"),
-                "status": r.status, "ms": round((mono_now() - ctx.received) * 1000.0, 3),
-                "bytes_in": len(request.body), "bytes_out": len(r.body)})
+            fields = {"graph": self.plan.name, "protocol": "http",
+                      "method": request.method.decode("latin-1"), "path": request.path.decode("latin-1"),
+                      "status": r.status, "ms": round((mono_now() - ctx.received) * 1000.0, 3),
+                      "bytes_in": len(request.body), "bytes_out": len(r.body)}
+            if ctx.trace is not None:
+                fields["trace_id"] = ctx.trace.trace_id_hex()
+            self.access_log.info("request", extra=fields)
         if r.content_type is None:
             return make_response(r.status, r.body, None)
         if r.content_type is CT_JSON:
@@ -160,6 +186,7 @@ cdef class GraphApp(FrontEnd):
             + render_request_metrics(self.plan, self.stats)
             + render_step_metrics(self.plan)
             + render_pool_metrics(self.http_client)
+            + trace_metrics()               # core/trace.pyx
         ).encode()
 
 
