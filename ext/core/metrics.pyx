@@ -131,3 +131,101 @@ cdef class StepStats:
     def error_counts(self):
         """{kind: count} for every kind."""
         return {STEP_ERROR_KINDS[k]: self.errors[k] for k in range(<int>ERR_KINDS)}
+
+
+# ---- OpenMetrics 1.0, for a scrape that asks for it ---------------------------------
+# The families are rendered once, as Prometheus text (app.pyx, policy.pyx, headers.pyx);
+# a scrape whose Accept lists OpenMetrics gets that text converted, so the two
+# expositions cannot drift apart. Runs on scrape only.
+
+cdef list OPENMETRICS_HEADERS = [
+    (b"Content-Type", b"application/openmetrics-text; version=1.0.0; charset=utf-8")]
+# the versions whose text is what openmetrics_text makes (0.0.1 is 1.0.0's draft)
+cdef tuple _OPENMETRICS_VERSIONS = (None, b"1.0.0", b"0.0.1")
+
+
+cdef double _qvalue(bytes text):
+    """RFC 9110's qvalue: "0" or "1", then optionally "." and up to three digits
+    ("0.5", "1.000"); -1 for anything else."""
+    cdef Py_ssize_t n = len(text)
+    if n == 0 or n > 5 or text[:1] not in (b"0", b"1"):
+        return -1.0
+    if n > 1 and (text[1:2] != b"." or (n > 2 and not text[2:].isdigit())):
+        return -1.0
+    cdef double q = float(text)
+    return q if q <= 1.0 else -1.0
+
+
+cpdef bint accepts_openmetrics(bytes accept):
+    """Whether an Accept header value lists ``application/openmetrics-text`` (version
+    1.0.0, 0.0.1 or none given) with q > 0. Media types and parameter names are
+    case-insensitive; a range with an unreadable q is not counted; ``*/*`` does not
+    ask for OpenMetrics (Prometheus' text stays the default)."""
+    cdef double q
+    for media_range in accept.split(b","):
+        params = media_range.split(b";")
+        if params[0].strip().lower() != b"application/openmetrics-text":
+            continue
+        q = 1.0
+        version = None
+        for param in params[1:]:
+            name, _, value = param.partition(b"=")
+            name = name.strip().lower()
+            value = value.strip()
+            if name == b"q":
+                q = _qvalue(value)
+            elif name == b"version":
+                version = value.strip(b'"')
+        if q > 0 and version in _OPENMETRICS_VERSIONS:
+            return True
+    return False
+
+
+cpdef bint wants_openmetrics(list headers):
+    """Whether a request's (name, value) header pairs ask for OpenMetrics: any Accept
+    header (a repeated header is one comma-joined list) that accepts_openmetrics."""
+    for name, value in headers:
+        if len(<bytes>name) == 6 and (<bytes>name).lower() == b"accept" and accepts_openmetrics(value):
+            return True
+    return False
+
+
+cpdef bytes openmetrics_text(bytes text):
+    """OpenMetrics 1.0 text for Prometheus text (format 0.0.4) as the router renders it:
+    a counter family is named without its ``_total`` suffix in ``# HELP`` and ``# TYPE``
+    while its samples keep it; a counter named without ``_total`` and an ``untyped``
+    family become ``unknown`` (OpenMetrics has no name for them); blank lines and other
+    comments, which OpenMetrics forbids, are left out; ``# EOF`` ends it. Label and
+    HELP escaping are the same in both formats, so sample lines pass unchanged."""
+    lines = text.decode("utf-8").split("\n")
+    counters = set()
+    for line in lines:
+        if line.startswith("# TYPE "):
+            parts = line.split(" ", 3)
+            if len(parts) == 4 and parts[3].strip() == "counter":
+                counters.add(parts[2])
+    out = []
+    for line in lines:
+        if not line:
+            continue
+        if line[0] != "#":
+            out.append(line)
+            continue
+        parts = line.split(" ", 3)
+        if len(parts) < 3 or parts[0] != "#" or parts[1] not in ("HELP", "TYPE"):
+            continue
+        if len(parts) == 3:
+            if parts[1] == "TYPE":
+                continue
+            parts.append("")            # a HELP without text
+        name = parts[2]
+        if name in counters:
+            if name.endswith("_total"):
+                name = name[:-6]
+            elif parts[1] == "TYPE":
+                parts[3] = "unknown"
+        if parts[1] == "TYPE" and parts[3].strip() == "untyped":
+            parts[3] = "unknown"
+        out.append(f"# {parts[1]} {name} {parts[3]}")
+    out.append("# EOF\n")
+    return "\n".join(out).encode("utf-8")

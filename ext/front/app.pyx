@@ -121,6 +121,8 @@ cdef class GraphApp(FrontEnd):
         if path == _V2_READY:
             return HttpResponse(503 if self.draining else 200, b"")
         if path == _METRICS and request.method == b"GET":
+            if wants_openmetrics(request.headers):      # core/metrics.pyx
+                return HttpResponse(200, self.metrics_openmetrics(), OPENMETRICS_HEADERS)
             return HttpResponse(200, self.metrics_text(), _TEXT_HEADERS[:1])
         if self.v2_front is not None and path.startswith(b"/v2/models/"):
             v2 = self.v2_front(self, request, path)
@@ -188,6 +190,11 @@ cdef class GraphApp(FrontEnd):
             + render_pool_metrics(self.http_client)
             + trace_metrics()               # core/trace.pyx
         ).encode()
+
+    def metrics_openmetrics(self):
+        """metrics_text() as OpenMetrics 1.0 (openmetrics_text, core/metrics.pyx): what
+        GET /metrics answers a scrape whose Accept lists application/openmetrics-text."""
+        return openmetrics_text(self.metrics_text())
 
 
 cdef str render_request_metrics(CompiledPlan plan, RequestStats stats):
