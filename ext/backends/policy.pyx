@@ -364,7 +364,7 @@ def policy_metrics(CompiledPlan plan):
     cdef PolicyBackend pb
     cdef EndpointState ep
     cdef ServiceLimiter lim
-    name = plan.name or "graph"
+    name = label_value(plan.name or "graph")
     steps, endpoints, limiters = [], {}, {}
     for node in plan.nodes:
         for s in (<PlanNode>node).steps:

@@ -166,7 +166,7 @@ cdef class GraphApp(FrontEnd):
         return make_response(r.status, r.body, [(b"Content-Type", r.content_type)])
 
     cpdef bytes metrics_text(self):
-        name = self.plan.name or "graph"
+        name = label_value(self.plan.name or "graph")
         return (
             "# HELP ige_requests_total Graph requests answered.\n"
             "# TYPE ige_requests_total counter\n"
