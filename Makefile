@@ -24,12 +24,15 @@ build: $(STAMP)
 run: install
 	$(PY) -m engine.demo
 
+# tests/setup.sh installs chromium (tests/test_graph_page.py) when it is missing
 test: install
+	sh tests/setup.sh
 	$(PY) -m pytest -q
 
 # the same suite on a debug build: invariant checks and leak counters compiled in
 # (the next `make build` or `make test` builds release again)
 test-debug: $(STAMP)
+	sh tests/setup.sh
 	ENGINE_DEBUG=1 $(PY) setup.py -q build_ext --inplace -j 2
 	$(PY) -m pytest -q -p no:cacheprovider
 

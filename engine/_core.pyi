@@ -383,6 +383,7 @@ class GraphApp(FrontEnd):
     stats: RequestStats
     v2_front: Callable[..., Any] | None
     http_client: HttpClient | None
+    graph_page: bytes | None
     def observe_request(self, protocol: str, code: int | str, seconds: float, bytes_in: int = 0,
                         bytes_out: int = 0, ctx: RunContext | None = None) -> None: ...
     def __init__(self, plan: CompiledPlan, propagation: HeaderPropagation, *,

@@ -15,6 +15,7 @@ from .. import _core
 from ..bridge import v2_front
 from ..compiler import Policy
 from ..errors import GraphSpecError, ServeError
+from .graph_page import render_graph_page
 
 log = logging.getLogger("engine.server")
 
@@ -98,6 +99,7 @@ class RouterInstance:
                                   kserve_paths=options.reserved_paths == "kserve",
                                   v2_front=v2_front)
         self.app.http_client = self.plan.http_client
+        self.app.graph_page = render_graph_page(self.plan.compiled)
         if options.access_log:
             self.app.enable_access_log(logging.getLogger("engine.access"))
         steps = logging.getLogger("engine.steps")

@@ -7,6 +7,7 @@ cdef class GraphApp(FrontEnd):
     cdef readonly object v2_front       # (app, request, path) -> answer or None: /v2/models/...
     cdef readonly object access_log
     cdef public object http_client      # the plan's HttpClient: its pools on /metrics, or None
+    cdef public object graph_page       # bytes answered at GET /graph, or None: the path runs the graph
     cdef readonly bint kserve_paths     # only /readyz is special; every other path runs the graph
     cdef object run_graph(self, HttpRequest request)
     cpdef bytes metrics_text(self)

@@ -7,11 +7,14 @@
 cdef bytes _READYZ = b"/readyz"
 cdef bytes _HEALTHZ = b"/healthz"
 cdef bytes _METRICS = b"/metrics"
+cdef bytes _GRAPH = b"/graph"
 cdef bytes _V2_LIVE = b"/v2/health/live"
 cdef bytes _V2_READY = b"/v2/health/ready"
 # shared and never mutated: render_response only reads header lists
 cdef list _JSON_CONTENT = [(b"Content-Type", b"application/json")]
 cdef list _TEXT_HEADERS = [(b"Content-Type", b"text/plain; charset=utf-8"),
+                           (b"X-Content-Type-Options", b"nosniff")]
+cdef list _HTML_HEADERS = [(b"Content-Type", b"text/html; charset=utf-8"),
                            (b"X-Content-Type-Options", b"nosniff")]
 
 
@@ -21,7 +24,9 @@ cdef class GraphApp(FrontEnd):
     HTTP front end. A graph request goes to execute() (core/execute.pyx) with this
     app as its FrontEnd, which turns the graph's Response into the HttpResponse.
     ``v2_front(app, request, path)``: the /v2/models/... endpoints (engine.bridge's),
-    None where a path is not one of them; without it those paths run the graph."""
+    None where a path is not one of them; without it those paths run the graph.
+    ``graph_page``: the HTML answered at GET /graph (engine.server.graph_page), made
+    once; None: that path runs the graph."""
 
     def __init__(self, CompiledPlan plan, HeaderPropagation propagation, *,
                  bint kserve_paths=False, v2_front=None):
@@ -36,6 +41,7 @@ cdef class GraphApp(FrontEnd):
         self.stats.other = {}
         self.access_log = None
         self.http_client = None
+        self.graph_page = None
 
     @property
     def requests_total(self):
@@ -124,6 +130,8 @@ cdef class GraphApp(FrontEnd):
             if wants_openmetrics(request.headers):      # core/metrics.pyx
                 return HttpResponse(200, self.metrics_openmetrics(), OPENMETRICS_HEADERS)
             return HttpResponse(200, self.metrics_text(), _TEXT_HEADERS[:1])
+        if path == _GRAPH and request.method == b"GET" and self.graph_page is not None:
+            return HttpResponse(200, self.graph_page, _HTML_HEADERS)
         if self.v2_front is not None and path.startswith(b"/v2/models/"):
             v2 = self.v2_front(self, request, path)
             if v2 is not None:

@@ -1,0 +1,22 @@
+#!/bin/sh
+# Installs what the test suite needs beyond the Python packages, from Debian packages,
+# when it is missing: chromium, in which tests/test_graph_page.py renders the router's
+# /graph page headless. Idempotent: with it present it changes nothing and touches no
+# network.
+set -eu
+
+missing=""
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+
+if [ -z "$missing" ]; then
+    echo "tests/setup.sh: chromium is installed"
+    exit 0
+fi
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+    sudo="sudo"
+fi
+echo "tests/setup.sh: installing$missing"
+$sudo apt-get update
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends $missing
