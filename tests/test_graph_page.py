@@ -21,6 +21,7 @@ import zlib
 from html.parser import HTMLParser
 
 import pytest
+import uvloop
 from prometheus_client.parser import text_string_to_metric_families
 
 import engine
@@ -159,9 +160,9 @@ class RouterThread:
 
     def run(self):
         try:
-            # asyncio's loop: it reports a thread's missing signal handlers as the
-            # RuntimeError serve_in_loop expects (uvloop raises ValueError)
-            asyncio.run(self.serve())
+            # uvloop, as ige serve runs it; in a thread it has no signal handlers
+            # (ValueError), which serve_in_loop must take in its stride
+            uvloop.run(self.serve())
         except BaseException as e:  # reported to the test's thread
             self.error = e
             self.ready.set()

@@ -190,9 +190,10 @@ async def serve_in_loop(graph, options: ServeOptions, *, sock=None, ready=None):
         try:
             loop.add_signal_handler(sig, instance.request_stop)
             handled.append(sig)
-        except (NotImplementedError, RuntimeError):
+        except (NotImplementedError, RuntimeError, ValueError):
             # no signal handlers on this loop or thread (an embedding program's own
-            # loop, a non-main thread): the caller stops us with request_stop()
+            # loop, a non-main thread: asyncio raises RuntimeError, uvloop
+            # ValueError): the caller stops us with request_stop()
             pass
     host, port = sock.getsockname()[:2]
     log.info("serving", extra={"graph": graph.name or "", "url": f"http://{host}:{port}",
