@@ -4,7 +4,7 @@ The page is one self-contained document (inline CSS and JS, no fetch but the rou
 own ``/metrics``), made once per plan by :func:`render_graph_page`: the plan's
 structure goes in as JSON, and the script draws the nodes and their steps and fills
 each model-call step's figures from the Prometheus text it scrapes every few seconds
-(docs/observability-pictures.md).
+(docs/observability.md, "GET /graph").
 """
 from __future__ import annotations
 
