@@ -22,6 +22,10 @@ Scenarios (client + router + model, all in the process):
   ens4     HTTP: 4-step Ensemble over the same model
   seq2-off, ens4-off   the same with per-step metrics off (Policy.metrics = False): their
            difference to seq2 / ens4 is what the step metrics cost
+  seq2-trace, ens4-trace   the same with OpenTelemetry tracing on, every request sampled
+           (always_on): the core's span records on the main thread, their conversion
+           to the SDK's spans on the export thread (exported to an exporter that
+           drops them, so no network cost is counted)
   grpc     gRPC ModelInfer (grpc.aio client) -> the router's gRPC front end -> 1-step
            Sequence over HTTP v2 to an identity v2 model, FP32 [1,16] tensor; grpc's
            own threads make the all-threads figure vary: compare the main thread
@@ -96,7 +100,22 @@ async def grpc_client(port: int, n: int) -> None:
                     raise SystemExit(f"ir: unexpected answer {got!r}")
 
 
-SCENARIOS = ["seq1", "policy", "switch", "seq2", "seq2-off", "ens4", "ens4-off", "grpc"]
+SCENARIOS = ["seq1", "policy", "switch", "seq2", "seq2-off", "seq2-trace", "ens4", "ens4-off",
+             "ens4-trace", "grpc"]
+
+
+def start_null_tracing():
+    """Tracing on, every request sampled, exporting every 50 ms to an SDK exporter
+    that drops the spans."""
+    from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+    from engine import tracing
+
+    class Drop(SpanExporter):
+        def export(self, spans):
+            return SpanExportResult.SUCCESS
+
+    config = tracing.TracingConfig(exporters=("otlp",), sampler="always_on", schedule_delay=0.05)
+    return tracing.start(config, "bench", exporters=[Drop()])
 
 
 def never_firing_policy(url_a: str, url_b: str):
@@ -141,6 +160,9 @@ async def main(scenario: str, n: int) -> None:
         graph = {"nodes": {"root": {"routerType": "Sequence", "steps": [{"serviceUrl": url}]}}}
     if scenario.endswith("-off"):
         options.policy.metrics = False
+    pipeline = None
+    if scenario.endswith("-trace"):
+        pipeline = start_null_tracing()
     sock = listening_socket("127.0.0.1", 0, False)
     inst = RouterInstance(engine.load(graph), options, sock)
     await inst.start()
@@ -162,6 +184,9 @@ async def main(scenario: str, n: int) -> None:
         model.close()
         if scenario == "policy":
             twin.close()
+        if pipeline is not None:
+            pipeline.shutdown()
+            assert pipeline.tracer.exported == pipeline.tracer.finished > 0, "spans were not exported"
 
 
 def callgrind_total(tree: str, scenario: str, n: int, workdir: str) -> tuple[int, int]:

@@ -10,6 +10,17 @@ upstream pool) and the bare forward (bench/bare_forward.py) for seq1, seq2, seq3
 
     python -m bench.load                          # the engine: `ige serve`
     python -m bench.load --router bare --markdown # the bare forward as the router
+    python -m bench.load --scenarios seq2 --references none --rounds 3 \
+        --variant no-metrics=--no-metrics \
+        --variant 'tracing=OTEL_TRACES_EXPORTER=otlp OTEL_TRACES_SAMPLER=always_on'
+                                                  # variants of the router, same run
+
+A variant is the router with more `ige serve` arguments and environment variables
+(words of the form NAME=value); `{otlp}` in them is the URL of an OTLP/HTTP sink the
+harness starts (a mock that answers 200 to every export), and a variant that sets
+OTEL_TRACES_EXPORTER without an endpoint gets that sink as its endpoint. With
+`--rounds N` the router and its variants run N times each, in alternating order
+(A B C, C B A, ...), so that drift in the machine's load falls on all of them.
 
 This module is the CLI and the orchestration; the parts live beside it:
 bench/scenarios.py (graphs, bodies, expected answers), bench/procs.py (children,
@@ -21,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -78,11 +90,36 @@ def target_command(target: str, scenario: Scenario, urls: dict, port: int, workd
     return argv
 
 
-def measure(target: str, scenario: Scenario, urls: dict, mocks: list, opts, workdir: str, body_path: str) -> Row:
+def variant_template(template: str, words: str, otlp: str | None) -> str:
+    """``template`` with a variant's environment (NAME=value words) in front and its
+    other words appended; ``{otlp}`` is the OTLP sink's URL."""
+    env, args = [], []
+    for word in shlex.split(words):
+        if otlp is not None:
+            word = word.replace("{otlp}", otlp)
+        (env if re.match(r"[A-Z_][A-Z0-9_]*=", word) else args).append(word)
+    if otlp is not None and any(w.startswith("OTEL_TRACES_EXPORTER=") for w in env) \
+            and not any(w.startswith(("OTEL_EXPORTER_OTLP_ENDPOINT=", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT="))
+                        for w in env):
+        env.append(f"OTEL_EXPORTER_OTLP_ENDPOINT={otlp}")
+    quote = lambda w: shlex.quote(w).replace("{", "{{").replace("}", "}}")
+    head = "env " + " ".join(map(quote, env)) + " " if env else ""
+    return head + template + "".join(" " + quote(a) for a in args)
+
+
+def needs_otlp_sink(opts) -> bool:
+    return any("{otlp}" in words or "OTEL_TRACES_EXPORTER=" in words for words in opts.variants.values())
+
+
+def measure(target: str, scenario: Scenario, urls: dict, mocks: list, opts, workdir: str, body_path: str,
+            otlp: str | None = None) -> Row:
     """Start one target, warm it up, run wrk, and account its CPU."""
     router_cpus, other_cpus = cpu_plan()
     port = free_port()
-    argv = pinned(target_command(target, scenario, urls, port, workdir, opts.router_template), router_cpus)
+    template = opts.router_template
+    if target.startswith("router+"):
+        template = variant_template(template, opts.variants[target[len("router+"):]], otlp)
+    argv = pinned(target_command(target, scenario, urls, port, workdir, template), router_cpus)
     child = Child(argv, name=f"{target}-{scenario.name}", logdir=workdir, cwd=REPO_DIR)
     try:
         wait_ready(port, child, opts.ready_timeout)
@@ -110,8 +147,11 @@ def measure(target: str, scenario: Scenario, urls: dict, mocks: list, opts, work
                scenario.goal if target == "router" else "")
 
 
-def plan_runs(router: str, scenarios: list[str], references: list[str]) -> list[tuple[str, str]]:
-    """(scenario, target) pairs in run order; nginx seq1 first so every ratio has its base."""
+def plan_runs(router: str, scenarios: list[str], references: list[str], variants=(), rounds: int = 1
+              ) -> list[tuple[str, str]]:
+    """(scenario, target) pairs in run order; nginx seq1 first so every ratio has its
+    base. The router and its ``variants`` (targets "router+<label>") run ``rounds``
+    times each, alternating their order."""
     runs: list[tuple[str, str]] = []
     if "nginx" in references or router == "nginx":
         runs.append(("seq1", "nginx"))
@@ -119,11 +159,16 @@ def plan_runs(router: str, scenarios: list[str], references: list[str]) -> list[
         s = SCENARIOS[name]
         # nginx proxies one model, the bare forward chains models: neither has graph semantics
         if not ((router == "nginx" and name != "seq1") or (router == "bare" and s.bare_chain is None)):
-            runs.append((name, router if router in ("bare", "nginx") else "router"))
+            targets = [router if router in ("bare", "nginx") else "router"]
+            if router not in ("bare", "nginx"):
+                targets += [f"router+{label}" for label in variants]
+            for i in range(max(1, rounds)):
+                runs += [(name, t) for t in (targets if i % 2 == 0 else targets[::-1])]
         if "bare" in references and s.bare_chain is not None:
             runs.append((name, "bare"))
     seen: set = set()
-    return [r for r in runs if not (r in seen or seen.add(r))]
+    # references once; the router's rows as often as the rounds ask
+    return [r for r in runs if r[1].startswith("router") or not (r in seen or seen.add(r))]
 
 
 def _failure(scenario: str, target: str, reason: str) -> Row:
@@ -135,7 +180,7 @@ def _failure(scenario: str, target: str, reason: str) -> Row:
 def run_all(opts) -> list[Row]:
     """Every planned run, mocks started once per scenario; processes always stopped."""
     rows: list[Row] = []
-    runs = plan_runs(opts.router, opts.scenarios, opts.references)
+    runs = plan_runs(opts.router, opts.scenarios, opts.references, list(opts.variants), opts.rounds)
     _, other_cpus = cpu_plan()
     with tempfile.TemporaryDirectory(prefix="bench-load-") as workdir:
         for name in dict.fromkeys(s for s, _ in runs):
@@ -149,13 +194,18 @@ def run_all(opts) -> list[Row]:
                 try:
                     urls = start_mocks(scenario, other_cpus, workdir, opts.ready_timeout,
                                        per_backend=opts.mock_procs == "per-backend", started=mocks)
+                    otlp = None
+                    if needs_otlp_sink(opts):
+                        sink = start_mocks(SCENARIOS["seq1"], other_cpus, workdir, opts.ready_timeout,
+                                           started=mocks)
+                        otlp = next(iter(sink.values())).split("/v1/")[0]
                 except (OSError, RuntimeError, TimeoutError) as e:
                     rows += [_failure(name, t, f"mock models: {e}") for t in targets]
                     continue
                 for target in targets:
                     print(f"bench: {name} / {target} ...", file=sys.stderr, flush=True)
                     try:
-                        rows.append(measure(target, scenario, urls, mocks, opts, workdir, body_path))
+                        rows.append(measure(target, scenario, urls, mocks, opts, workdir, body_path, otlp))
                     except (OSError, RuntimeError, TimeoutError, ValueError, subprocess.SubprocessError) as e:
                         rows.append(_failure(name, target, str(e)))
             finally:
@@ -176,6 +226,11 @@ def parse_args(argv=None):
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--ready-timeout", type=float, default=20.0)
+    p.add_argument("--variant", action="append", default=[], metavar="LABEL=WORDS",
+                   help="also run the router with these extra `ige serve` arguments and NAME=value "
+                        "environment variables (repeatable; row target router+LABEL)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run the router and its variants this many times each, alternating")
     p.add_argument("--mock-procs", choices=["single", "per-backend"], default="single",
                    help="one mock process for all models of a scenario, or one per model")
     fmt = p.add_mutually_exclusive_group()
@@ -191,6 +246,14 @@ def parse_args(argv=None):
         p.error("--references takes nginx, bare or none")
     if opts.threads > opts.connections:
         p.error("--threads cannot exceed --connections")
+    opts.variants = {}
+    for v in opts.variant:
+        label, sep, words = v.partition("=")
+        if not sep or not re.fullmatch(r"[\w.-]+", label) or label in opts.variants:
+            p.error(f"--variant {v!r}: expected a new LABEL=WORDS (label: letters, digits, . - _)")
+        opts.variants[label] = words
+    if opts.rounds < 1:
+        p.error("--rounds must be at least 1")
     if opts.router in ("bare", "nginx"):
         opts.router_template, opts.router_label = "", opts.router
     else:

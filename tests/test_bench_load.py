@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -181,6 +182,37 @@ def test_plan_runs():
     # policy scenarios need the engine: neither reference can run them
     assert load.plan_runs("router", ["seq1-policy", "fault-503"], ["nginx", "bare"]) == [
         ("seq1", "nginx"), ("seq1-policy", "router"), ("fault-503", "router")]
+
+
+def test_variants_run_in_alternating_rounds_and_references_once():
+    assert load.plan_runs("router", ["seq2"], ["bare"], ["off", "trace"], rounds=3) == [
+        ("seq2", "router"), ("seq2", "router+off"), ("seq2", "router+trace"),
+        ("seq2", "router+trace"), ("seq2", "router+off"), ("seq2", "router"),
+        ("seq2", "router"), ("seq2", "router+off"), ("seq2", "router+trace"), ("seq2", "bare")]
+    # the references run no variants
+    assert load.plan_runs("bare", ["seq2"], [], ["off"], rounds=2) == [("seq2", "bare")]
+
+
+def test_variant_template_puts_env_first_and_fills_the_otlp_sink():
+    base = load.DEFAULT_ROUTER
+    assert load.variant_template(base, "--no-metrics", None) == base + " --no-metrics"
+    traced = load.variant_template(base, "OTEL_TRACES_EXPORTER=otlp OTEL_TRACES_SAMPLER=always_on",
+                                   "http://127.0.0.1:9")
+    assert traced == ("env OTEL_TRACES_EXPORTER=otlp OTEL_TRACES_SAMPLER=always_on "
+                      "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:9 " + base)
+    explicit = load.variant_template(base, "OTEL_TRACES_EXPORTER=otlp OTEL_EXPORTER_OTLP_ENDPOINT={otlp}/x",
+                                     "http://127.0.0.1:9")
+    assert explicit.count("OTEL_EXPORTER_OTLP_ENDPOINT") == 1 and "http://127.0.0.1:9/x" in explicit
+    # the result is still a template: formatting it gives the argv
+    argv = shlex.split(traced.format(python="py", graph="g.yaml", services="s.yaml", port=1))
+    assert argv[:4] == ["env", "OTEL_TRACES_EXPORTER=otlp", "OTEL_TRACES_SAMPLER=always_on",
+                        "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:9"]
+    assert argv[4:7] == ["py", "-m", "engine"]
+    opts = load.parse_args(["--variant", "off=--no-metrics", "--rounds", "2"])
+    assert opts.variants == {"off": "--no-metrics"} and opts.rounds == 2
+    for bad in (["--variant", "nolabel"], ["--variant", "a=x", "--variant", "a=y"], ["--rounds", "0"]):
+        with pytest.raises(SystemExit):
+            load.parse_args(bad)
 
 
 def test_router_command_template_and_services_file():
