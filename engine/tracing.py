@@ -152,10 +152,15 @@ class SpanConverter:
     def __init__(self, resource):
         from opentelemetry.sdk.util.instrumentation import InstrumentationScope
         from opentelemetry import trace
+        from opentelemetry.sdk.trace import Event, ReadableSpan
         from opentelemetry.trace.status import Status, StatusCode
         self.trace = trace
+        self.Event = Event
+        self.ReadableSpan = ReadableSpan
         self.Status = Status
         self.StatusCode = StatusCode
+        self.unset = Status(StatusCode.UNSET)
+        self.sampled = trace.TraceFlags(trace.TraceFlags.SAMPLED)
         self.resource = resource
         self.scope = InstrumentationScope("engine", __version__)
         self.step_cache: dict = {}
@@ -206,11 +211,10 @@ class SpanConverter:
         return state
 
     def convert(self, record):
-        from opentelemetry.sdk.trace import Event, ReadableSpan
         trace = self.trace
         tc = record.trace
         state = self.trace_state(tc.tracestate)
-        flags = trace.TraceFlags(trace.TraceFlags.SAMPLED)
+        flags = self.sampled
         context = trace.SpanContext(tc.trace_id, record.span_id, is_remote=False,
                                     trace_flags=flags, trace_state=state)
         parent = None
@@ -257,7 +261,7 @@ class SpanConverter:
                 status_code = self.StatusCode.ERROR
                 description = record.error
                 attrs["error.type"] = record.error_type or "error"
-                events = (Event("exception", {"exception.type": record.error_type or "error",
+                events = (self.Event("exception", {"exception.type": record.error_type or "error",
                                               "exception.message": record.error},
                                 timestamp=record.end_ns),)
             elif record.status:
@@ -272,8 +276,11 @@ class SpanConverter:
                     attrs["error.type"] = str(record.status)
                 if record.status >= 400:
                     status_code = self.StatusCode.ERROR
-        status = self.Status(status_code, description if status_code == self.StatusCode.ERROR else None)
-        return ReadableSpan(name=name, context=context, parent=parent, resource=self.resource,
+        if status_code == self.StatusCode.UNSET:
+            status = self.unset
+        else:
+            status = self.Status(status_code, description if status_code == self.StatusCode.ERROR else None)
+        return self.ReadableSpan(name=name, context=context, parent=parent, resource=self.resource,
                             attributes=attrs, events=events, kind=kind, status=status,
                             start_time=record.start_ns, end_time=record.end_ns,
                             instrumentation_scope=self.scope)
