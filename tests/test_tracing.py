@@ -449,13 +449,19 @@ def test_failed_step_and_access_log_lines_carry_the_trace_id(loop, receiver):
 # ---- gRPC: the front end's server span and gRPC steps' metadata ----------------------------
 
 def test_grpc_front_end_and_grpc_steps_carry_the_trace(loop, receiver):
+    access = Records()
+    access_logger = logging.getLogger("engine.access")
+    access_logger.addHandler(access)
+    level = access_logger.level
+    access_logger.setLevel(logging.INFO)
+
     async def go():
         m = await GrpcModel(numpy_model(lambda v: v * np.float32(2))).start()
         failing = await GrpcModel(lambda req: (grpc.StatusCode.UNAVAILABLE, "warming up")).start()
         try:
             doc = {"nodes": {"root": {"routerType": "Sequence", "steps": [
                 {"serviceUrl": m.url("double"), "name": "double"}]}}}
-            async with running_router(doc, grpc=True, options={"tracing": config()}) as router:
+            async with running_router(doc, grpc=True, options={"tracing": config(), "access_log": True}) as router:
                 client = GrpcClient(router.grpc_port)
                 try:
                     req = InferRequest("graph", [from_numpy("x", np.ones((1, 4), np.float32))])
@@ -475,9 +481,17 @@ def test_grpc_front_end_and_grpc_steps_carry_the_trace(loop, receiver):
             await m.close()
             await failing.close()
         return m
-    m = loop.run(go())
+    try:
+        m = loop.run(go())
+    finally:
+        access_logger.removeHandler(access)
+        access_logger.setLevel(level)
     spans = receiver.wait_for_spans(4, timeout=10)
     servers = [s for s in spans if s.kind == "SPAN_KIND_SERVER"]
+    # the access line of a gRPC call: its status name, bytes and trace id
+    (line,) = [r for r in access.records if r.getMessage() == "request"]
+    assert (line.protocol, line.status, line.trace_id) == ("grpc", "OK", TRACE)
+    assert line.bytes_in > 16 and line.bytes_out > 16 and line.ms > 0
     assert [s.name for s in servers] == ["inference.GRPCInferenceService/ModelInfer"] * 2
     ok = next(s for s in servers if s.trace_id == TRACE)
     assert ok.parent_span_id == PARENT
