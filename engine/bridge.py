@@ -216,7 +216,7 @@ async def _v2_infer(app, request, name: str, version: str):
             return _core.HttpResponse(400, error_body(str(e)), list(_JSON))
         body = req
     started = time.monotonic()
-    ctx = app.context(request.headers)
+    ctx = app.context(request.headers, request=request)
     answer = await _v2_answer(app, request, body, req, name, version, ctx)
     app.observe_request("http", answer.status, time.monotonic() - started, len(request.body),
                         len(answer.body), ctx)

@@ -281,6 +281,27 @@ def test_spans_of_a_graph_request_reach_an_otlp_receiver(loop, receiver):
     assert receiver.span("POST root/first").status_code == "STATUS_CODE_UNSET"
 
 
+def test_a_v2_infer_request_is_traced_with_its_path(loop, receiver):
+    async def go():
+        a = await ModelServer(static({"a": 1})).start()
+        try:
+            doc = {"nodes": {"root": {"routerType": "Sequence", "steps": [{"serviceUrl": a.url, "name": "m"}]}}}
+            async with running_router(doc, options={"tracing": config()}) as router:
+                r = await router.post(b'{"inputs": []}', path="/v2/models/graph/infer",
+                                      headers=[(b"traceparent", TRACEPARENT)])
+                assert r.status == 200
+        finally:
+            await a.close()
+        return a
+    a = loop.run(go())
+    receiver.wait_for_spans(2, timeout=10)
+    server = receiver.span("POST graph")
+    assert server.attributes["url.path"] == "/v2/models/graph/infer"
+    assert server.trace_id == TRACE and server.parent_span_id == PARENT
+    client = receiver.span("POST root/m")
+    assert parse_traceparent(header(a.requests[0], b"traceparent")) == (TRACE, client.span_id, "01")
+
+
 def test_without_incoming_context_the_router_starts_the_trace(loop, receiver):
     async def go():
         a = await ModelServer(static({"a": 1})).start()

@@ -90,12 +90,13 @@ cdef class GraphApp(FrontEnd):
         """Readiness answers 503 from now on; requests are still served."""
         self.draining = True
 
-    def context(self, list headers, double deadline=0.0, str protocol="http"):
+    def context(self, list headers, double deadline=0.0, str protocol="http", HttpRequest request=None):
         """The RunContext of a request another front end (gRPC, HTTP v2) hands to
         execute(), counted in this app's metrics: ``headers`` the request's (name,
         value) bytes pairs; ``deadline`` > 0: seconds the caller still waits (a gRPC
         deadline), which bounds every step's call too. With tracing on, the
-        request's trace begins here; a "grpc" ``protocol`` request's server span
+        request's trace begins here (``request``: the HTTP request, whose method and
+        path its server span records); a "grpc" ``protocol`` request's server span
         ends in observe_request, with the status the client got."""
         cdef double timeout = self.plan.service_timeout
         if deadline > 0 and (timeout <= 0 or deadline < timeout):
@@ -108,6 +109,9 @@ cdef class GraphApp(FrontEnd):
                 ctx.trace.front_ends = True
             else:
                 ctx.trace = begin_request(self.plan, headers, TRACE_HTTP)
+                if request is not None and ctx.trace.server is not None:
+                    ctx.trace.server.method = request.method
+                    ctx.trace.server.path = request.path
         return ctx
 
     def __call__(self, HttpRequest request):
