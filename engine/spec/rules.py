@@ -219,8 +219,8 @@ def _check_data(node, step, out: _Collector) -> None:
     if problems:
         return
     if node.router_type != "Sequence":
-        out("warning", path, "data applies to Sequence steps only: a "
-                             f"{node.router_type or 'node'} step is sent the request as it is")
+        out("warning", path, "data applies to Sequence steps only: the steps of "
+                             f"{node.router_type or 'this'} nodes are sent the request as it is")
         return
     what = "the request" if split[0] == "$request" else "the previous response"
     out("warning", path, f'data "{step.data}" sends part of {what} (the engine\'s data path '

@@ -593,14 +593,16 @@ class TrafficPolicy:
                                                          f'or numbered "{ref}": the entry '
                                                          "applies to nothing"))
                 continue
-            if all(s.node_name for s in steps) and self.steps[key] != PolicyLevel():
+            # an entry that sets only data applies to a node step too
+            if all(s.node_name for s in steps) and (key not in self.data
+                                                   or self.steps[key] != PolicyLevel()):
                 found.append(Diagnostic("warning", path, "the step runs a node: a policy "
                                                          "applies only to service calls"))
             if key in self.data and target.router_type != "Sequence":
                 found.append(Diagnostic("warning", _join(path, "data"),
-                                        "data applies to Sequence steps only: a "
-                                        f"{target.router_type or 'node'} step is sent the "
-                                        "request as it is"))
+                                        "data applies to Sequence steps only: the steps "
+                                        f"of {target.router_type or 'this'} nodes are sent "
+                                        "the request as it is"))
         for key, entry in self.nodes.items():
             path = _join("spec.nodes", key)
             node = graph.nodes.get(key)
