@@ -267,3 +267,19 @@ def test_policy_node_entries_that_apply_to_nothing_warn():
     assert [(d.path, d.message) for d in p.diagnose(graph)] == [
         ("spec.nodes.nowhere", 'the graph has no node "nowhere": the entry applies to nothing'),
         ("spec.nodes.e.outputs", "outputs applies to Sequence nodes only: ignored here")]
+
+
+def test_the_examples_in_docs_spec_md_load():
+    import re
+    from pathlib import Path
+
+    import yaml
+    text = (Path(__file__).resolve().parent.parent / "docs" / "spec.md").read_text()
+    section = text[text.index("## Extensions"):text.index("## Serialising back")]
+    graph_block, policy_block = re.findall(r"```yaml\n(.*?)```", section, re.S)
+    graph = engine.load(yaml.safe_load(graph_block)["spec"])
+    assert all(d.severity == "warning" for d in graph.diagnose())
+    traffic = engine.load_policy(policy_block)
+    assert traffic.nodes["root"].outputs == "all"
+    assert traffic.data == {"root/classify": "$response.predictions"}
+    assert traffic.diagnose(graph) == []
