@@ -286,3 +286,12 @@ def test_a_policy_data_entry_for_a_node_step_does_not_warn_about_call_policy():
     assert [(d.path, d.message) for d in policy(steps={"n/0": {"data": "$request.x"}}).diagnose(graph)] == [
         ('spec.steps["n/0"].data',
          "data applies to Sequence steps only: the steps of Ensemble nodes are sent the request as it is")]
+
+
+def test_explain_shows_the_data_path_and_merged_outputs():
+    graph = {"nodes": {"root": {"routerType": "Sequence", "outputs": "all", "steps": [
+        {"serviceUrl": URL}, {"serviceUrl": URL, "data": "$response.predictions"},
+        {"serviceUrl": URL, "data": "$response"}]}}}
+    text = engine.load(graph).compile().explain()
+    assert "[0] root: Sequence, outputs all" in text
+    assert "(data=$response.predictions)" in text and "(data=$response)" in text
