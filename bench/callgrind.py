@@ -19,6 +19,8 @@ Scenarios (client + router + model, all in the process):
   switch   HTTP: 2-way Switch (GJSON conditions instances.#(modelId=="1"/"2")) on a 7 KB
            request whose matching instance is the last: both conditions scan it all
   seq2     HTTP: 2-step Sequence over the same model (the second step sends the first's answer)
+  seq2-path  seq2 with the data path `$response.predictions` on the second step (a tree
+           without data paths sends the request instead: the difference is the selection)
   ens4     HTTP: 4-step Ensemble over the same model
   seq2-off, ens4-off   the same with per-step metrics off (Policy.metrics = False): their
            difference to seq2 / ens4 is what the step metrics cost
@@ -100,8 +102,8 @@ async def grpc_client(port: int, n: int) -> None:
                     raise SystemExit(f"ir: unexpected answer {got!r}")
 
 
-SCENARIOS = ["seq1", "policy", "switch", "seq2", "seq2-off", "seq2-trace", "ens4", "ens4-off",
-             "ens4-trace", "grpc"]
+SCENARIOS = ["seq1", "policy", "switch", "seq2", "seq2-off", "seq2-trace", "seq2-path", "ens4",
+             "ens4-off", "ens4-trace", "grpc"]
 
 
 def start_null_tracing():
@@ -150,8 +152,9 @@ async def main(scenario: str, n: int) -> None:
             {"serviceUrl": url, "condition": 'instances.#(modelId=="1")'},
             {"serviceUrl": url, "condition": 'instances.#(modelId=="2")'}]}}}
     elif scenario.startswith("seq2"):
+        data = "$response.predictions" if scenario == "seq2-path" else "$response"
         graph = {"nodes": {"root": {"routerType": "Sequence", "steps": [
-            {"serviceUrl": url}, {"serviceUrl": url, "data": "$response"}]}}}
+            {"serviceUrl": url}, {"serviceUrl": url, "data": data}]}}}
     elif scenario.startswith("ens4"):
         graph = {"nodes": {"root": {"routerType": "Ensemble", "steps": [
             {"serviceUrl": url, "name": f"m{i}"} for i in range(4)]}}}

@@ -306,9 +306,12 @@ class PlanStep:
     weight_end: int
     policy: Any
     stats: StepStats | None
+    data_path: object | None
+    data_text: str
     def __init__(self, index: int, name: str, target: int, node_index: int, backend: Backend | None,
                  condition: object | None, condition_text: str, use_response: bool,
-                 map_predictions: bool, hard: bool, weight_end: int, policy: Any = None) -> None: ...
+                 map_predictions: bool, hard: bool, weight_end: int, policy: Any = None,
+                 data_path: object | None = None, data_text: str = "") -> None: ...
 
 class PlanNode:
     index: int
@@ -316,7 +319,9 @@ class PlanNode:
     router_type: int
     steps: tuple[PlanStep, ...]
     ensemble_order: tuple[int, ...]
-    def __init__(self, index: int, name: str, router_type: int, steps: tuple[PlanStep, ...]) -> None: ...
+    merge_outputs: bool
+    def __init__(self, index: int, name: str, router_type: int, steps: tuple[PlanStep, ...],
+                 merge_outputs: bool = False) -> None: ...
 
 class CompiledPlan:
     nodes: tuple[PlanNode, ...]

@@ -97,14 +97,15 @@ def json_body(msg) -> bytes:
     return as_request(msg, msg.model_name, msg.model_version).to_json()
 
 
-def merge(keys: list, bodies: list) -> InferResponse:
-    """An Ensemble's answers as one response: outputs ``<key>.<name>`` in key order."""
+def merge(keys: list, bodies: list, kind: str = "ensemble") -> InferResponse:
+    """An Ensemble's answers (or a Sequence's, ``outputs: all``: ``kind``
+    "sequence") as one response: outputs ``<key>.<name>`` in the order given."""
     outputs, first_id = [], ""
     for key, body in zip(keys, bodies):
         try:
             resp = as_response(body)
         except BadRequestError as e:
-            raise _core.RouteFailure(f"ensemble step {key}: not a v2 response: {e}") from None
+            raise _core.RouteFailure(f"{kind} step {key}: not a v2 response: {e}") from None
         first_id = first_id or resp.id
         for t in resp.outputs:
             outputs.append(Tensor(f"{key}.{t.name}", t.datatype, t.shape, t.parameters, t.data))

@@ -101,6 +101,41 @@ class _Backends:
         return self.by_key[key]
 
 
+def _step_data(policy: Policy, node_name: str, step, router: int):
+    """(use_response, data path or None, data as written) of a step: KServe's
+    ``$response`` (never on a Sequence's first step), or a data path (extension:
+    ``$response.<path>``, ``$request.<path>``; the TrafficPolicy's ``data`` wins over
+    the graph's). Only a Sequence reads ``data``, as in KServe's router."""
+    from . import gjson
+    from .spec.rules import split_data
+    from .spec.traffic import step_data
+
+    if router != _core.RouterType.ROUTER_SEQUENCE:
+        return False, None, ""
+    data = step_data(policy.traffic, node_name, step) or step.data
+    split = split_data(data)
+    if split is None:
+        return data == "$response" and step.index > 0, None, ""
+    source, path = split
+    # a path on the first step selects from the request, as $response means it there
+    return source == "$response" and step.index > 0, gjson.compile(path), data
+
+
+def _merges_outputs(policy: Policy, node_name: str, node, router: int) -> bool:
+    """Whether a Sequence answers every step's answer (``outputs: all``; the
+    TrafficPolicy's ``spec.nodes`` wins over the graph's)."""
+    from .spec.rules import step_keys_repeated
+    from .spec.traffic import node_outputs
+
+    outputs = node_outputs(policy.traffic, node_name) or node.outputs
+    if outputs != "all" or router != _core.RouterType.ROUTER_SEQUENCE:
+        return False
+    for first, later, key in step_keys_repeated(node.steps):
+        raise GraphSpecError(f'outputs: all: steps {first} and {later} would both answer under '
+                             f'the key "{key}"', path=f"spec.nodes.{node_name}.steps[{later}]")
+    return True
+
+
 def compile_graph(graph, *, policy: Policy | None = None):
     """Compile a validated Graph into a Plan (see engine.plan.Plan)."""
     from . import gjson
@@ -115,11 +150,13 @@ def compile_graph(graph, *, policy: Policy | None = None):
     for name in names:
         node = graph.nodes[name]
         router = ROUTER_TYPES[node.router_type or "Sequence"]
+        merge = _merges_outputs(policy, name, node, router)
         steps, weight_end = [], 0
         for i, step in enumerate(node.steps):
             path = f"spec.nodes.{name}.steps[{i}]"
             weight_end += step.weight or 0
             condition = gjson.compile(step.condition) if step.condition else None
+            use_response, data_path, data_text = _step_data(policy, name, step, router)
             sp = None
             if step.node_name:
                 target, node_index, backend = _core.StepTarget.TARGET_NODE, index[step.node_name], None
@@ -132,10 +169,10 @@ def compile_graph(graph, *, policy: Policy | None = None):
                     backend = backends.with_policy(step, sp, name, path)
             steps.append(_core.PlanStep(
                 i, step.name or "", target, node_index, backend, condition, step.condition or "",
-                step.data == "$response" and i > 0 and router == _core.RouterType.ROUTER_SEQUENCE,
-                bool(step.map_predictions_to_instances), step.dependency == "Hard", weight_end, sp,
+                use_response, bool(step.map_predictions_to_instances), step.dependency == "Hard",
+                weight_end, sp, data_path, data_text,
             ))
-        nodes.append(_core.PlanNode(index[name], name, router, tuple(steps)))
+        nodes.append(_core.PlanNode(index[name], name, router, tuple(steps), merge))
     timeouts = graph.effective_router_timeouts()
     spec = policy.propagate_headers
     if spec is None:

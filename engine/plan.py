@@ -82,7 +82,8 @@ class Plan:
         lines = [f"plan {self.name or '(unnamed)'}: {len(self.compiled.nodes)} node(s), "
                  f"serviceClient timeout {self.compiled.service_timeout or 'none'}"]
         for node in self.compiled.nodes:
-            lines.append(f"[{node.index}] {node.name}: {ROUTER_NAMES[node.router_type]}")
+            merged = ", outputs all" if getattr(node, "merge_outputs", False) else ""
+            lines.append(f"[{node.index}] {node.name}: {ROUTER_NAMES[node.router_type]}{merged}")
             for step in node.steps:
                 target = (f"-> node [{step.node_index}]" if step.target == _core.StepTarget.TARGET_NODE
                           else f"-> {step.backend.description}")
@@ -91,7 +92,9 @@ class Plan:
                     flags.append(f"if {step.condition_text}")
                 if node.router_type == _core.RouterType.ROUTER_SPLITTER:
                     flags.append(f"weight<{step.weight_end}")
-                if step.use_response:
+                if getattr(step, "data_path", None) is not None:
+                    flags.append(f"data={step.data_text}")
+                elif step.use_response:
                     flags.append("data=$response")
                 if step.map_predictions:
                     flags.append("predictions->instances")

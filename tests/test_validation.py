@@ -76,8 +76,8 @@ CASES = {
          "Switch step has no condition, so it never matches (an empty GJSON path selects nothing)")],
     "warn-data.yaml": [
         ("warning", "spec.nodes.root.steps[1].data",
-         'data "$response.predictions" is neither "$request" nor "$response"; '
-         'KServe\'s router treats it as "$request"')],
+         'data "$response.predictions" sends part of the previous response (the engine\'s '
+         "data path extension); KServe's router ignores the path and sends the original request")],
     "warn-unknown-field.yaml": [
         ("warning", "spec.nodes.root.steps[0].dependancy",
          'unknown field "dependancy" (Kubernetes prunes it silently)')],

@@ -19,6 +19,9 @@ KIND = "InferenceGraph"
 ROOT_NODE = "root"
 ROUTER_TYPES = ("Sequence", "Splitter", "Ensemble", "Switch")
 DEPENDENCIES = ("Soft", "Hard")
+# the engine's extension field Node.outputs: "last" (KServe's Sequence: the last
+# answer) or "all" (every step's answer, keyed as an Ensemble's)
+OUTPUTS = ("last", "all")
 SCALE_METRICS = ("cpu", "memory", "concurrency", "rps")
 
 # KServe's router defaults (pkg/constants: RouterTimeoutsServerRead, ...Write, ...Idle).
@@ -191,16 +194,20 @@ class Step:
 
 @dataclass
 class Node:
-    """A router node: ``routerType`` and its ordered ``steps``."""
+    """A router node: ``routerType`` and its ordered ``steps``; ``outputs`` is the
+    engine's extension (``"all"``: a Sequence answers every step's answer), which
+    KServe's CRD lacks."""
 
     name: str
     router_type: str | None = None
     steps: list[Step] = field(default_factory=list)
+    outputs: str | None = None
     extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @classmethod
     def from_dict(cls, name: str, doc: dict) -> "Node":
-        known, extra = _take(doc, {"routerType": "router_type", "steps": "steps"})
+        known, extra = _take(doc, {"routerType": "router_type", "steps": "steps",
+                                   "outputs": "outputs"})
         raw_steps = known.pop("steps", None)
         steps: list[Step] = []
         if isinstance(raw_steps, list):
@@ -217,6 +224,8 @@ class Node:
             out["routerType"] = self.router_type
         if self.steps:
             out["steps"] = [s.to_dict() for s in self.steps]
+        if self.outputs is not None:
+            out["outputs"] = self.outputs
         out.update(self.extra)
         return out
 

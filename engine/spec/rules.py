@@ -41,6 +41,50 @@ INVALID_TARGET = ('Step {0} ("{1}") in node "{2}" of InferenceGraph "{3}" '
                   "specifies more than one of nodeName, serviceName, serviceUrl")
 
 KNOWN_DATA = ("$request", "$response")
+OUTPUTS_PRUNED = ('outputs is the engine\'s extension, not in KServe\'s CRD: the Kubernetes API '
+                  'server prunes it; in Kubernetes set it in the TrafficPolicy '
+                  '(spec.nodes.{0}.outputs)')
+
+
+def split_data(value) -> tuple[str, str] | None:
+    """(``"$request"`` or ``"$response"``, GJSON path) of a data path, the engine's
+    extension ``$response.<path>`` / ``$request.<path>``; None for anything else
+    (plain ``$request``/``$response``, or a value KServe's router reads as ``$request``)."""
+    if isinstance(value, str):
+        for source in KNOWN_DATA:
+            if value.startswith(source + "."):
+                return source, value[len(source) + 1:]
+    return None
+
+
+def data_path_problems(value: str) -> list[str]:
+    """What is wrong with a data path's GJSON syntax (empty when nothing is): unlike a
+    condition's, a data path's problems are errors, since the path says what a step
+    is sent."""
+    split = split_data(value)
+    if split is None:
+        return []
+    try:
+        gjson = importlib.import_module("..gjson", __package__)
+    except ImportError:
+        return []  # the GJSON engine is not built in: nothing can be compiled either
+    return [f"data {value!r}: GJSON path {split[1]!r} at position {p.position}: {p.message}"
+            for p in gjson.compile(split[1]).diagnose()]
+
+
+def step_keys_repeated(steps) -> list[tuple[int, int, str]]:
+    """(earlier index, later index, key) for each step whose answer key (its name, else
+    its index) an earlier step of ``steps`` already has: ``outputs: all`` needs one
+    key per step."""
+    seen: dict[str, int] = {}
+    out = []
+    for step in steps:
+        key = step.label
+        if key in seen:
+            out.append((seen[key], step.index, key))
+        else:
+            seen[key] = step.index
+    return out
 
 
 @dataclass(frozen=True)
@@ -155,11 +199,48 @@ def _check_node(graph: "Graph", node, out: _Collector) -> None:
                 "retry applies only to service calls; a step that runs a node is not retried "
                 "(its node's steps take their own retry or spec.defaultRetry)")
         if step.data is not None and step.data not in KNOWN_DATA:
-            out("warning", _step_path(node.name, step.index, "data"),
-                f'data "{step.data}" is neither "$request" nor "$response"; '
-                'KServe\'s router treats it as "$request"')
+            _check_data(node, step, out)
     if node.router_type == "Splitter":
         _check_weights(gname, node, out)
+    if node.outputs is not None:
+        _check_outputs(graph, node, out)
+
+
+def _check_data(node, step, out: _Collector) -> None:
+    path = _step_path(node.name, step.index, "data")
+    split = split_data(step.data)
+    if split is None:
+        out("warning", path, f'data "{step.data}" is neither "$request" nor "$response"; '
+                             'KServe\'s router treats it as "$request"')
+        return
+    problems = data_path_problems(step.data)
+    for problem in problems:
+        out("error", path, problem)
+    if problems:
+        return
+    if node.router_type != "Sequence":
+        out("warning", path, "data applies to Sequence steps only: the steps of "
+                             f"{node.router_type or 'this'} nodes are sent the request as it is")
+        return
+    what = "the request" if split[0] == "$request" else "the previous response"
+    out("warning", path, f'data "{step.data}" sends part of {what} (the engine\'s data path '
+                         "extension); KServe's router ignores the path and sends the original "
+                         "request")
+    if split[0] == "$response" and step.index == 0:
+        out("warning", path, "a Sequence's first step has no previous response: the path "
+                             'selects from the request, as "$response" means the request there')
+
+
+def _check_outputs(graph: "Graph", node, out: _Collector) -> None:
+    path = f"spec.nodes.{node.name}.outputs"
+    if not graph.bare:
+        out("warning", path, OUTPUTS_PRUNED.format(node.name))
+    if node.router_type != "Sequence":
+        out("warning", path, "outputs applies to Sequence nodes only: ignored here")
+    elif node.outputs == "all":
+        for first, later, key in step_keys_repeated(node.steps):
+            out("error", _step_path(node.name, later),
+                f'outputs: all: steps {first} and {later} would both answer under the key "{key}"')
 
 
 def _check_targets(graph: "Graph", node, step, gname: str, out: _Collector) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .model import DEPENDENCIES, ROUTER_TYPES, SCALE_METRICS
+from .model import DEPENDENCIES, OUTPUTS, ROUTER_TYPES, SCALE_METRICS
 
 Report = Callable[[str, str, str], None]  # (severity, path, message)
 
@@ -53,6 +53,8 @@ STEP = _obj({
 NODE = _obj({
     "routerType": {"type": "string", "enum": ROUTER_TYPES},
     "steps": {"type": "array", "items": STEP},
+    # not in KServe's CRD: the engine's extension (rules.py warns that Kubernetes prunes it)
+    "outputs": {"type": "string", "enum": OUTPUTS},
 }, required=("routerType",))
 
 SPEC = _obj({

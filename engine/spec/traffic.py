@@ -4,12 +4,18 @@ balancing, concurrency limits and hedging per step, kept outside the InferenceGr
     policy = load_policy("policy.yaml")          # or YAML/JSON text, a dict
     policy.diagnose(graph)                       # warnings: keys that match nothing
     step_policy(policy, graph, "root", step)     # the merged StepPolicy of one step
+    node_outputs(policy, "root")                 # spec.nodes overrides: outputs
+    step_data(policy, "root", step)              #   and a step's data (path)
 
 The document lives beside the graph because the Kubernetes API server prunes what
 KServe's CRD does not define. Every field is checked with its path and unknown fields
 are errors (unlike a graph's, which Kubernetes prunes): a typo in a policy must not
 silently do nothing. An invalid document raises GraphValidationError, as an invalid
 graph does. The merged StepPolicy is what the runtime consumes (docs/policy.md).
+
+The document also carries the graph extensions Kubernetes would prune from the graph
+(docs/spec.md, "Extensions"): a node's ``outputs`` (``spec.nodes.<node>.outputs``) and
+a step's ``data`` (in its ``spec.steps`` entry), which override the graph's own.
 """
 from __future__ import annotations
 
@@ -25,8 +31,8 @@ import yaml
 from ..errors import GraphSpecError, GraphValidationError
 from . import loader
 from .model import (DEFAULT_INITIAL_DELAY_MS, DEFAULT_MAX_DELAY_MS, DEFAULT_MAX_RETRIES,
-                    MAX_RETRIES_LIMIT, RetryConfig, Step)
-from .rules import Diagnostic
+                    MAX_RETRIES_LIMIT, OUTPUTS, RetryConfig, Step)
+from .rules import KNOWN_DATA, Diagnostic, data_path_problems, split_data
 from .schema import json_type
 from .urls import url_problem
 
@@ -136,6 +142,13 @@ class PolicyLevel:
 
 
 LEVEL_FIELDS = tuple(f.name for f in fields(PolicyLevel))
+
+
+@dataclass(frozen=True)
+class NodePolicy:
+    """One ``spec.nodes`` entry: the node's ``outputs`` (overrides the graph's)."""
+
+    outputs: str | None = None
 
 
 # -- durations -------------------------------------------------------------------------
@@ -366,8 +379,9 @@ _LEVEL_KEYS: dict[str, tuple[str, Callable[[_Checker, Any, str], Any]]] = {
 _NOT_IN_DEFAULT = ("endpoints", "loadBalancer")
 
 
-def _level(check: _Checker, value: Any, path: str, *, is_default: bool = False) -> PolicyLevel:
-    doc = check.mapping(value, path, tuple(_LEVEL_KEYS))
+def _level(check: _Checker, value: Any, path: str, *, is_default: bool = False,
+           extra: tuple[str, ...] = ()) -> PolicyLevel:
+    doc = check.mapping(value, path, tuple(_LEVEL_KEYS) + extra)
     if doc is None:
         return PolicyLevel()
     parsed = {}
@@ -385,7 +399,8 @@ def _level(check: _Checker, value: Any, path: str, *, is_default: bool = False) 
     return PolicyLevel(**parsed)
 
 
-def _entries(check: _Checker, spec: dict, key: str, validate_key=None) -> dict[str, PolicyLevel]:
+def _entries(check: _Checker, spec: dict, key: str, validate_key=None,
+             extra: tuple[str, ...] = ()) -> dict[str, PolicyLevel]:
     if key not in spec:
         return {}
     path = _join("spec", key)
@@ -398,7 +413,63 @@ def _entries(check: _Checker, spec: dict, key: str, validate_key=None) -> dict[s
         where = _join(path, name)
         if validate_key is not None and not validate_key(check, name, where):
             continue
-        out[name] = _level(check, value, where)
+        out[name] = _level(check, value, where, extra=extra)
+    return out
+
+
+def _data(check: _Checker, value: Any, path: str) -> str | None:
+    """A step's ``data``: ``$request``, ``$response`` or a data path with a sound GJSON path."""
+    if check.string(value, path) is None:
+        return None
+    if value not in KNOWN_DATA and split_data(value) is None:
+        check.error(path, f'Unsupported value: "{value}": supported values: "$request", '
+                          '"$response", "$request.<GJSON path>", "$response.<GJSON path>"')
+        return None
+    problems = data_path_problems(value)
+    for problem in problems:
+        check.error(path, problem)
+    return None if problems else value
+
+
+def _step_data(check: _Checker, spec: dict) -> dict[str, str]:
+    """The ``data`` of each well-formed ``spec.steps`` entry that sets it."""
+    steps = spec.get("steps")
+    out: dict[str, str] = {}
+    if not isinstance(steps, dict):
+        return out
+    for name, value in steps.items():
+        name = str(name)
+        node, sep, step = name.partition("/")
+        if not (sep and node and step) or not isinstance(value, dict) or "data" not in value:
+            continue  # the key or the entry is reported by _entries
+        data = _data(check, value["data"], _join(_join("spec.steps", name), "data"))
+        if data is not None:
+            out[name] = data
+    return out
+
+
+def _nodes(check: _Checker, spec: dict) -> dict[str, NodePolicy]:
+    if "nodes" not in spec:
+        return {}
+    doc = check.mapping(spec["nodes"], "spec.nodes", None)
+    if doc is None:
+        return {}
+    out = {}
+    for name, value in doc.items():
+        name = str(name)
+        where = _join("spec.nodes", name)
+        entry = check.mapping(value, where, ("outputs",))
+        if entry is None:
+            continue
+        outputs = None
+        if "outputs" in entry:
+            outputs = check.string(entry["outputs"], _join(where, "outputs"))
+            if outputs is not None and outputs not in OUTPUTS:
+                supported = ", ".join(f'"{v}"' for v in OUTPUTS)
+                check.error(_join(where, "outputs"),
+                            f'Unsupported value: "{outputs}": supported values: {supported}')
+                outputs = None
+        out[name] = NodePolicy(outputs=outputs)
     return out
 
 
@@ -413,7 +484,8 @@ def _step_key_ok(check: _Checker, key: str, path: str) -> bool:
 def _parse(doc: Any) -> tuple[dict[str, Any], list[Diagnostic]]:
     """The parts of a TrafficPolicy document and every diagnostic, in document order."""
     check = _Checker()
-    parts: dict[str, Any] = {"name": None, "default": PolicyLevel(), "services": {}, "steps": {}}
+    parts: dict[str, Any] = {"name": None, "default": PolicyLevel(), "services": {}, "steps": {},
+                             "nodes": {}, "data": {}}
     top = check.mapping(doc, "", ("apiVersion", "kind", "metadata", "spec"))
     if top is None:
         return parts, check.found
@@ -438,13 +510,15 @@ def _parse(doc: Any) -> tuple[dict[str, Any], list[Diagnostic]]:
     if "spec" not in top:
         check.error("spec", "Required value")
         return parts, check.found
-    spec = check.mapping(top["spec"], "spec", ("default", "services", "steps"))
+    spec = check.mapping(top["spec"], "spec", ("default", "services", "steps", "nodes"))
     if spec is None:
         return parts, check.found
     if "default" in spec:
         parts["default"] = _level(check, spec["default"], "spec.default", is_default=True)
     parts["services"] = _entries(check, spec, "services")
-    parts["steps"] = _entries(check, spec, "steps", _step_key_ok)
+    parts["steps"] = _entries(check, spec, "steps", _step_key_ok, extra=("data",))
+    parts["data"] = _step_data(check, spec)
+    parts["nodes"] = _nodes(check, spec)
     return parts, check.found
 
 
@@ -457,17 +531,23 @@ def diagnose_document(doc: Any) -> list[Diagnostic]:
 
 class TrafficPolicy:
     """A validated TrafficPolicy document. ``default``, ``services`` and ``steps`` hold
-    its entries as PolicyLevel values; ``warnings`` what validation warned about."""
+    its entries as PolicyLevel values, ``nodes`` its node overrides (NodePolicy), ``data``
+    the ``data`` of the ``steps`` entries that set one; ``warnings`` what validation
+    warned about."""
 
     def __init__(self, *, name: str | None = None, default: PolicyLevel | None = None,
                  services: dict[str, PolicyLevel] | None = None,
                  steps: dict[str, PolicyLevel] | None = None,
+                 nodes: dict[str, NodePolicy] | None = None,
+                 data: dict[str, str] | None = None,
                  document: dict | None = None, source: str | None = None,
                  warnings: list[Diagnostic] | None = None):
         self.name = name
         self.default = default if default is not None else PolicyLevel()
         self.services = dict(services or {})
         self.steps = dict(steps or {})
+        self.nodes = dict(nodes or {})
+        self.data = dict(data or {})
         self.document = document
         self.source = source
         self.warnings = list(warnings or [])
@@ -484,7 +564,9 @@ class TrafficPolicy:
     # -- against a graph ---------------------------------------------------------------
     def diagnose(self, graph: "Graph") -> list[Diagnostic]:
         """Warnings for ``graph``: a ``steps`` key naming no step (or a step that runs
-        a node), a ``services`` key matching no step's serviceName or serviceUrl."""
+        a node, for call policy), a ``services`` key matching no step's serviceName or
+        serviceUrl, a ``nodes`` key naming no node, an override that a node's router
+        type ignores (``outputs`` or ``data`` outside a Sequence)."""
         found: list[Diagnostic] = []
         used: set[str] = set()
         for node in graph.nodes.values():
@@ -510,9 +592,26 @@ class TrafficPolicy:
                 found.append(Diagnostic("warning", path, f'node "{node_name}" has no step named '
                                                          f'or numbered "{ref}": the entry '
                                                          "applies to nothing"))
-            elif all(s.node_name for s in steps):
+                continue
+            # an entry that sets only data applies to a node step too
+            if all(s.node_name for s in steps) and (key not in self.data
+                                                   or self.steps[key] != PolicyLevel()):
                 found.append(Diagnostic("warning", path, "the step runs a node: a policy "
                                                          "applies only to service calls"))
+            if key in self.data and target.router_type != "Sequence":
+                found.append(Diagnostic("warning", _join(path, "data"),
+                                        "data applies to Sequence steps only: the steps "
+                                        f"of {target.router_type or 'this'} nodes are sent "
+                                        "the request as it is"))
+        for key, entry in self.nodes.items():
+            path = _join("spec.nodes", key)
+            node = graph.nodes.get(key)
+            if node is None:
+                found.append(Diagnostic("warning", path, f'the graph has no node "{key}": '
+                                                         "the entry applies to nothing"))
+            elif entry.outputs is not None and node.router_type != "Sequence":
+                found.append(Diagnostic("warning", _join(path, "outputs"),
+                                        "outputs applies to Sequence nodes only: ignored here"))
         return found
 
     def step_policy(self, graph: "Graph", node_name: str, step: Step) -> StepPolicy:
@@ -535,7 +634,7 @@ class TrafficPolicy:
 
     def __repr__(self) -> str:
         return (f"<TrafficPolicy {self.name or '(unnamed)'} services={list(self.services)} "
-                f"steps={list(self.steps)}>")
+                f"steps={list(self.steps)} nodes={list(self.nodes)}>")
 
 
 def load_policy(source: Any) -> TrafficPolicy:
@@ -617,3 +716,25 @@ def step_policy(traffic: TrafficPolicy | None, graph: "Graph", node_name: str,
     if result.is_empty():
         return _EMPTY
     return replace(result, service=service)
+
+
+# -- graph extensions ------------------------------------------------------------------
+
+def node_outputs(traffic: TrafficPolicy | None, node_name: str) -> str | None:
+    """The ``outputs`` the policy sets for node ``node_name`` (over the graph's), or None."""
+    if traffic is None or node_name not in traffic.nodes:
+        return None
+    return traffic.nodes[node_name].outputs
+
+
+def step_data(traffic: TrafficPolicy | None, node_name: str, step: Step) -> str | None:
+    """The ``data`` the policy sets for ``step`` of node ``node_name`` (over the
+    graph's), or None: its ``"<node>/<name>"`` entry, else its ``"<node>/<index>"``
+    entry, the same precedence as for call policy."""
+    if traffic is None or not traffic.data:
+        return None
+    if isinstance(step.name, str) and step.name:
+        data = traffic.data.get(f"{node_name}/{step.name}")
+        if data is not None:
+            return data
+    return traffic.data.get(f"{node_name}/{step.index}")

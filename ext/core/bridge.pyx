@@ -33,3 +33,16 @@ cdef object oip_merge_ensemble(MessageBridge bridge, PlanNode node, list outcome
         keys.append(step.name if step.name else str(step.index))
         bodies.append((<StepResult>outcomes[i]).body)
     return need_bridge(bridge, bodies[0]).merge(keys, bodies)
+
+
+cdef object oip_merge_sequence(MessageBridge bridge, PlanNode node, list answered):
+    """A Sequence with ``outputs: all`` in which some step answered an OIP message: one
+    InferResponse with every answered step's outputs named ``<key>.<output>``, in step
+    order (``answered``: the StepResults of the node's first steps)."""
+    cdef PlanStep step
+    keys, bodies = [], []
+    for i in range(len(answered)):
+        step = <PlanStep>node.steps[i]
+        keys.append(step.name if step.name else str(step.index))
+        bodies.append((<StepResult>answered[i]).body)
+    return need_bridge(bridge, bodies[0]).merge(keys, bodies, "sequence")

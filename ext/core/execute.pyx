@@ -4,7 +4,7 @@
 cimport cython
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
-from engine._gjson cimport Path, c_valid
+from engine._gjson cimport Arena, Path, Res, arena_release, c_valid, cstr
 
 import asyncio as _asyncio
 import logging as _logging
@@ -275,6 +275,8 @@ async def run_sequence(CompiledPlan plan, PlanNode node, object request, RunCont
     cdef object body
     cdef StepResult result = None
     cdef int i
+    if node.merge_outputs:
+        return await run_sequence_merged(plan, node, request, ctx)
     for i in range(len(node.steps)):
         step = <PlanStep>node.steps[i]
         body = response if step.use_response else request
@@ -284,6 +286,17 @@ async def run_sequence(CompiledPlan plan, PlanNode node, object request, RunCont
                 raise RouteFailure("invalid response")
             if not path_exists(plan, step.condition, response):
                 return StepResult(200, response)
+        if step.data_path is not None:
+            body = select_data(step, body)
+            if type(body) is StepResult:
+                # the step answers the 400 itself, so that Soft and Hard apply as to a model's
+                result = <StepResult>body
+                if _trace_steps:
+                    trace_step(node, step, result)
+                response = result.body
+                if step.hard:
+                    return result
+                continue
         if step.map_predictions:
             body = go_map_predictions(body)     # json/go_json.pyx
         step_starts(plan, step, ctx)
@@ -296,6 +309,105 @@ async def run_sequence(CompiledPlan plan, PlanNode node, object request, RunCont
         if step.hard and not (200 <= result.status <= 299):
             return result
     return result
+
+
+async def run_sequence_merged(CompiledPlan plan, PlanNode node, object request, RunContext ctx):
+    """A Sequence with ``outputs: all``: its steps chain, stop and fail exactly as in
+    run_sequence, and it answers 200 with every answered step's answer (merge_sequence);
+    a Hard step that fails still answers for the node, as in an Ensemble."""
+    cdef PlanStep step
+    cdef object response = None
+    cdef object body
+    cdef StepResult result
+    cdef list answered = []
+    cdef int i
+    for i in range(len(node.steps)):
+        step = <PlanStep>node.steps[i]
+        body = response if step.use_response else request
+        if step.condition is not None:
+            if response is None or not body_is_valid_json(response):
+                raise RouteFailure("invalid response")
+            if not path_exists(plan, step.condition, response):
+                break       # this step and the later ones never ran: absent from the answer
+        result = None
+        if step.data_path is not None:
+            body = select_data(step, body)
+            if type(body) is StepResult:
+                result = <StepResult>body
+                if _trace_steps:
+                    trace_step(node, step, result)
+        if result is None:
+            if step.map_predictions:
+                body = go_map_predictions(body)
+            step_starts(plan, step, ctx)
+            r = call_step(plan, step, body, ctx)
+            if type(r) is not StepResult:
+                r = await r
+            result = step_result(r)
+            step_settled(plan, node, step, result, ctx)
+        response = result.body
+        if step.hard and not (200 <= result.status <= 299):
+            return result
+        answered.append(result)
+    return StepResult(200, merge_sequence(plan, node, answered))
+
+
+cdef object merge_sequence(CompiledPlan plan, PlanNode node, list answered):
+    """{"<key>": <answer>, ...} of the first ``len(answered)`` steps, in step order,
+    joined from the raw answers (Ensemble's keys, core/plan.pyx ensemble_key). Any
+    JSON value is taken; an answer that is not JSON fails the node, since it cannot be
+    put into one. Any OIP message among them: one InferResponse (core/bridge.pyx)."""
+    cdef PlanStep step
+    cdef StepResult res
+    cdef Py_ssize_t i
+    if ensemble_has_oip(answered):
+        return oip_merge_sequence(plan.bridge, node, answered)
+    parts = [b"{"]
+    for i in range(len(answered)):
+        step = <PlanStep>node.steps[i]
+        res = <StepResult>answered[i]
+        if not body_is_valid_json(res.body):
+            raise RouteFailure(f"sequence step {step.name or step.index}: the answer is not JSON, "
+                               "so it cannot be merged (outputs: all)")
+        if i:
+            parts.append(b",")
+        parts.append(step.ensemble_key)
+        parts.append(res.body)
+    parts.append(b"}")
+    return b"".join(parts)
+
+
+cdef object select_data(PlanStep step, object body):
+    """The step's body under its data path (``$request.<path>``, ``$response.<path>``):
+    the raw JSON of the path's match in ``body``, copied out without decoding, or, when
+    the path selects nothing or ``body`` is not JSON, the StepResult(400) the step
+    answers instead of calling its target. A message body is read in its v2 JSON form
+    (tensor data included)."""
+    cdef Py_buffer view
+    cdef Arena arena
+    cdef Res r
+    cdef object selected = None
+    cdef bint valid
+    if type(body) is not bytes and is_oip(body):
+        body = body.to_json()
+    PyObject_GetBuffer(body, &view, PyBUF_SIMPLE)
+    arena.items = NULL
+    try:
+        valid = c_valid(<const char*>view.buf, view.len)
+        if valid:
+            step.data_path.c_get(<cstr>view.buf, view.len, &r, &arena)
+            if r.rawlen > 0:
+                selected = PyBytes_FromStringAndSize(<const char*>r.raw, r.rawlen)
+    finally:
+        arena_release(&arena)
+        PyBuffer_Release(&view)
+    if selected is not None:
+        return selected
+    source = "the request" if step.data_text.startswith("$request") else "the previous response"
+    cause = (f"data {step.data_text}: the path selects nothing in {source}" if valid
+             else f"data {step.data_text}: {source} is not JSON")
+    return StepResult(400, _json_dumps({"error": "Failed to process request",
+                                        "cause": _bound_message(cause)}))
 
 
 async def run_switch(CompiledPlan plan, PlanNode node, object request, RunContext ctx, bint is_root):

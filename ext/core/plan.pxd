@@ -81,6 +81,8 @@ cdef class PlanStep:
     cdef readonly tuple site            # (node name, step name or index, target or None)
     cdef readonly object policy         # engine.spec.traffic.StepPolicy, or None: no policy
     cdef readonly StepStats stats       # its metrics slots (core/metrics.pyx); None for node steps
+    cdef readonly Path data_path        # data: $response.<path> / $request.<path> (Sequence), or None
+    cdef readonly str data_text         #   as written, for the 400 a path that selects nothing answers
 
 
 cdef class PlanNode:
@@ -89,6 +91,7 @@ cdef class PlanNode:
     cdef readonly int router_type       # RouterType
     cdef readonly tuple steps           # of PlanStep, in spec order
     cdef readonly tuple ensemble_order  # Ensemble: step positions sorted by key (Go map order)
+    cdef readonly bint merge_outputs    # Sequence with outputs: all (answers every step's answer)
 
 
 cdef class MessageBridge:

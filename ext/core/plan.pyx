@@ -113,7 +113,8 @@ cdef class Backend:
 cdef class PlanStep:
     def __init__(self, int index, str name, int target, int node_index, Backend backend,
                  Path condition, str condition_text, bint use_response, bint map_predictions,
-                 bint hard, int weight_end, object policy=None):
+                 bint hard, int weight_end, object policy=None, Path data_path=None,
+                 str data_text=""):
         self.index = index
         self.name = name
         key = name if name else str(index)
@@ -128,16 +129,19 @@ cdef class PlanStep:
         self.hard = hard
         self.weight_end = weight_end
         self.policy = policy
+        self.data_path = data_path
+        self.data_text = data_text
 
 
 @cython.final
 cdef class PlanNode:
-    def __init__(self, int index, str name, int router_type, tuple steps):
+    def __init__(self, int index, str name, int router_type, tuple steps, bint merge_outputs=False):
         cdef PlanStep step
         self.index = index
         self.name = name
         self.router_type = router_type
         self.steps = steps
+        self.merge_outputs = merge_outputs and router_type == ROUTER_SEQUENCE
         for s in steps:
             (<PlanStep>s).site = (name, (<PlanStep>s).name or str((<PlanStep>s).index),
                                   (<PlanStep>s).backend.description if (<PlanStep>s).backend is not None else None)
