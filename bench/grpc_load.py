@@ -234,6 +234,7 @@ def target_argv(target: Target, port: int, model_port: int, workdir: str, go_bin
         nginx.check_conf(ndir, conf)
         return nginx.nginx_command(ndir, conf)
     if target.kind == "go":
+        assert go_binary is not None  # run_all skips the row without one
         return [go_binary, "-listen", f"127.0.0.1:{port}", "-backend", f"127.0.0.1:{model_port}"]
     q = shlex.quote
     graph = write_graph(workdir, model_port, target.steps)
@@ -372,6 +373,7 @@ def start_model(kind: str, go_binary: str | None, workdir: str, timeout: float) 
     """The identity model pinned to the CPUs beside the proxy's."""
     _, other_cpus = cpu_plan()
     if kind == "go":
+        assert go_binary is not None  # run_all falls back to the grpc.aio model without one
         argv = [go_binary, "-listen", "127.0.0.1:0", "-identity"]
     else:
         argv = [sys.executable, "-m", "bench.grpc_model", "--port", "0"]
@@ -509,7 +511,7 @@ def format_markdown(rows: list[Row], machine: dict, info: dict, opts, command: s
              f"- h2load -c{opts.connections} -m{opts.streams} ({opts.connections * opts.streams} calls in flight), "
              f"about {opts.duration:g} s per row after {opts.warmup:g} s of warm-up; {pinning}",
              f"- model: {info.get('model')} identity; {info.get('h2load')}; {info.get('nginx')}; {info.get('go')}",
-             f"- routers: " + "; ".join(f"{label}: `{t}`" for label, t in opts.routers), "",
+             "- routers: " + "; ".join(f"{label}: `{t}`" for label, t in opts.routers), "",
              "| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     lines += ["| " + " | ".join(c) + " |" for c in cells]
     return "\n".join(lines) + "\n"

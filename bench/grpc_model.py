@@ -98,14 +98,14 @@ def same_answer(got: bytes, expected: bytes) -> str | None:
     from engine.protos import grpc_predict_v2_pb2 as pb
     try:
         g = pb.ModelInferResponse.FromString(got)
-    except Exception as e:  # noqa: BLE001 (protobuf's DecodeError is not exported stably)
-        return f"not a ModelInferResponse ({e})"
-    e = pb.ModelInferResponse.FromString(expected)
+    except Exception as err:  # noqa: BLE001 (protobuf's DecodeError is not exported stably)
+        return f"not a ModelInferResponse ({err})"
+    want = pb.ModelInferResponse.FromString(expected)
     g_out = [(o.name, o.datatype, list(o.shape)) for o in g.outputs]
-    e_out = [(o.name, o.datatype, list(o.shape)) for o in e.outputs]
-    if g_out != e_out:
-        return f"outputs {g_out} instead of {e_out}"
-    if list(g.raw_output_contents) != list(e.raw_output_contents):
+    w_out = [(o.name, o.datatype, list(o.shape)) for o in want.outputs]
+    if g_out != w_out:
+        return f"outputs {g_out} instead of {w_out}"
+    if list(g.raw_output_contents) != list(want.raw_output_contents):
         return "raw_output_contents differ"
     return None
 
