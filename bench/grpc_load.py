@@ -482,6 +482,8 @@ def table(rows: list[Row]) -> tuple[list[str], list[list[str]]]:
 
 def format_text(rows: list[Row]) -> str:
     head, cells = table(rows)
+    # the whole reason went to stderr when the row failed
+    cells = [[c[:100] if i == 2 else c for i, c in enumerate(line)] for line in cells]
     widths = [max(len(c) for c in col) for col in zip(head, *cells)]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in [head, *cells])
 
@@ -570,6 +572,9 @@ def parse_args(argv=None):
     opts.routers = [(label or ("ige" if i == 0 else f"router{i + 1}"), t) for i, (label, t) in enumerate(routers)]
     if len({label for label, _ in opts.routers}) != len(opts.routers):
         p.error("--router labels must differ")
+    for label, template in opts.routers:
+        if "{graph}" not in template or "{port}" not in template:
+            p.error(f"--router {label}: the template needs {{graph}} and {{port}} (the gRPC port)")
     return opts
 
 

@@ -239,12 +239,23 @@ def test_router_row_two_steps(model, workdir):
 
 def test_router_template_and_labels():
     opts = grpc_load.parse_args(["--router", "after=env X=1 {python} -m engine serve {graph} --grpc-port {port}",
-                                 "--router", "{python} -m engine serve {graph}", "--steps", "2"])
+                                 "--router", "{python} -m engine serve {graph} --grpc-port {port}", "--steps", "2"])
     assert [label for label, _ in opts.routers] == ["after", "router2"]
     assert opts.routers[0][1].startswith("env X=1 ")
     assert [(t.label, t.steps) for t in grpc_load.plan(opts)] == [
         ("direct", 1), ("nginx grpc_pass", 1), ("go grpc-go raw", 1), ("after seq2", 2), ("router2 seq2", 2)]
     assert grpc_load.parse_args([]).routers == [("ige", grpc_load.DEFAULT_ROUTER)]
+    with pytest.raises(SystemExit):
+        grpc_load.parse_args(["--router", "{python} -m engine serve {graph} --grpc-port 8081"])
+
+
+def test_failed_rows_in_the_table():
+    rows = [grpc_load.Row.failed("small", "go grpc-go raw", 1, "not available: go is not installed",
+                                 unavailable=True),
+            grpc_load.Row.failed("small", "ige seq1", 1, "x" * 500)]
+    text = grpc_load.format_text(rows)
+    assert "go grpc-go raw  not available: go is not installed" in text
+    assert "FAILED: " + "x" * 92 in text and "x" * 101 not in text
 
 
 @pytest.mark.skipif(grpc_load.nginx_grpc_missing() is not None, reason="nginx with grpc_pass is not installed")
