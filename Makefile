@@ -24,7 +24,8 @@ build: $(STAMP)
 run: install
 	$(PY) -m engine.demo
 
-# tests/setup.sh installs chromium (tests/test_graph_page.py) when it is missing
+# tests/setup.sh installs what tests need from Debian when it is missing: chromium
+# (tests/test_graph_page.py) and h2load (tests/test_bench_grpc.py)
 test: install
 	sh tests/setup.sh
 	$(PY) -m pytest -q
@@ -40,6 +41,7 @@ bench: install
 	sh bench/setup.sh
 	$(PY) -m bench.load
 	$(PY) -m bench.oip_load
+	$(PY) -m bench.grpc_load
 	$(PY) -m pytest bench/test_gjson_bench.py -q -p no:cacheprovider --benchmark-only \
 		--benchmark-columns=min,median --benchmark-max-time=0.5
 

@@ -33,4 +33,4 @@ if [ ! -e "$policy" ]; then
     trap '$sudo rm -f "$policy"' EXIT
 fi
 $sudo apt-get update
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y $missing
+$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y $missing

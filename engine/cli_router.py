@@ -88,6 +88,9 @@ def add_graph_source(p: argparse.ArgumentParser) -> None:
     p.add_argument("--v2-bridge", action="store_true", default=None,
                    help="let a v2 infer URL step take a previous step's v2 JSON response as "
                         "its inputs (KServe sends the bytes unchanged); env IGE_V2_BRIDGE=1")
+    p.add_argument("--data-paths", action="store_true", default=None,
+                   help="apply the graph's data paths (data: $response.<path> or $request.<path>; "
+                        "KServe's router sends the request for them); env IGE_DATA_PATHS=1")
     p.add_argument("--policy", type=Path, default=None, metavar="FILE",
                    help="TrafficPolicy file (timeouts, retries, breakers, endpoints, "
                         "concurrency per step; docs/policy.md); env IGE_POLICY_FILE")
@@ -174,6 +177,7 @@ def load_traffic(path: Path | None) -> TrafficPolicy | None:
 def policy_from(args, environ=None) -> Policy:
     policy = Policy(services=load_services(args.services), namespace=args.namespace,
                     v2_bridge=bool(args.v2_bridge) or env_flag("IGE_V2_BRIDGE", environ),
+                    data_paths=bool(getattr(args, "data_paths", None)) or env_flag("IGE_DATA_PATHS", environ),
                     traffic=load_traffic(policy_file_from(args, environ)))
     if getattr(args, "no_metrics", False):
         policy.metrics = False

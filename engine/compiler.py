@@ -104,15 +104,21 @@ class _Backends:
 def _step_data(policy: Policy, node_name: str, step, router: int):
     """(use_response, data path or None, data as written) of a step: KServe's
     ``$response`` (never on a Sequence's first step), or a data path (extension:
-    ``$response.<path>``, ``$request.<path>``; the TrafficPolicy's ``data`` wins over
-    the graph's). Only a Sequence reads ``data``, as in KServe's router."""
+    ``$response.<path>``, ``$request.<path>``: the TrafficPolicy's ``data``, else the
+    graph's when ``policy.data_paths`` asks; without it a path in the graph is read as
+    KServe's router reads it, the request). Only a Sequence reads ``data``, as in
+    KServe's router."""
     from . import gjson
     from .spec.rules import split_data
     from .spec.traffic import step_data
 
     if router != _core.RouterType.ROUTER_SEQUENCE:
         return False, None, ""
-    data = step_data(policy.traffic, node_name, step) or step.data
+    data = step_data(policy.traffic, node_name, step)
+    if data is None:
+        data = step.data
+        if not policy.data_paths and split_data(data) is not None:
+            return False, None, ""          # KServe: any value but "$response" is the request
     split = split_data(data)
     if split is None:
         return data == "$response" and step.index > 0, None, ""

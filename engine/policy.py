@@ -37,6 +37,10 @@ class Policy:
     "" turns the rule off. ``traffic`` is the TrafficPolicy document (timeouts,
     retries, breakers, endpoints, concurrency, hedging per step; docs/policy.md); None
     and a graph without KServe's retry fields run every step as KServe's router does.
+    ``data_paths`` applies the graph's own data paths (``data: $response.<path>``,
+    ``$request.<path>``: docs/spec.md); off by default because KServe's router sends the
+    request for any such value, and KServe's controller hands the field over as
+    written; a TrafficPolicy's ``data`` applies either way.
     ``metrics`` off turns per-step metrics off (request metrics stay);
     ``metrics_buckets`` are the bounds in seconds of the duration histograms (None:
     ``IGE_METRICS_BUCKETS``; a sequence or comma separated text, increasing positive numbers; else 0.5 ms to 60 s; docs/metrics.md).
@@ -51,6 +55,7 @@ class Policy:
     istio_probe_url: str | None = dataclasses.field(
         default_factory=lambda: os.environ.get("IGE_ISTIO_PROBE_URL", DEFAULT_ISTIO_PROBE_URL))
     traffic: TrafficPolicy | None = None
+    data_paths: bool = False
     metrics: bool = True
     metrics_buckets: Sequence[float] | str | None = dataclasses.field(
         default_factory=lambda: os.environ.get("IGE_METRICS_BUCKETS") or None)

@@ -21,4 +21,4 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 echo "tests/setup.sh: installing$missing"
 $sudo apt-get update
-DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends $missing
+$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing

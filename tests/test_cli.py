@@ -51,9 +51,10 @@ def test_validate_several_files_prefixes_file_names():
     assert code == 1
     assert out.splitlines() == [
         f"{files[1]}: spec.nodes.left.steps[0].nodeName: error: cycle: root -> left -> root",
-        f"{files[2]}: spec.nodes.root.steps[1].data: warning: data \"$response.predictions\" sends "
-        "part of the previous response (the engine's data path extension); KServe's router "
-        "ignores the path and sends the original request",
+        f"{files[2]}: spec.nodes.root.steps[1].data: warning: data \"$response.predictions\": "
+        "KServe's router ignores the path and sends the original request, and so does the engine "
+        "unless asked (--data-paths, IGE_DATA_PATHS=1, or the TrafficPolicy's data), which sends "
+        "part of the previous response",
     ]
     assert err == "3 file(s): 1 error(s), 1 warning(s)\n"
 

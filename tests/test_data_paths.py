@@ -1,8 +1,11 @@
 """Data paths (the engine's extension): a Sequence step with ``data: $response.<GJSON
 path>`` or ``$request.<GJSON path>`` is sent the raw JSON the path selects in the
 previous answer or in the request; a path that selects nothing makes the step answer
-400 without calling its target (Soft and Hard apply as to a model's 400). Also set
-from the TrafficPolicy (``spec.steps["<node>/<step>"].data``). Plain ``$request`` and
+400 without calling its target (Soft and Hard apply as to a model's 400). A path in the
+graph applies only when asked (``Policy(data_paths=True)``, ``--data-paths``,
+``IGE_DATA_PATHS=1``): KServe's router sends the request for it, and KServe's
+controller hands the field over. A TrafficPolicy's ``data``
+(``spec.steps["<node>/<step>"].data``) applies either way. Plain ``$request`` and
 ``$response`` are unchanged."""
 from __future__ import annotations
 
@@ -43,8 +46,12 @@ class Models:
         return model
 
 
+ON = engine.Policy(data_paths=True)
+
+
 def infer(loop, graph, body, models, traffic=None):
-    plan = engine.load(graph, services=models.services()).compile(policy=traffic)
+    plan = engine.load(graph, services=models.services()).compile(
+        policy=engine.Policy(data_paths=True, traffic=traffic))
     return loop.run(plan.infer(body))
 
 
@@ -54,7 +61,7 @@ async def through_router(graph_of, request, first_answer=ANSWER):
     a = await ModelServer(lambda req: (200, first_answer)).start()
     b = await ModelServer(lambda req: (200, req.body)).start()
     try:
-        async with running_router(graph_of(a.url, b.url)) as router:
+        async with running_router(graph_of(a.url, b.url), data_paths=True) as router:
             r = await router.post(request)
         return [bytes(req.body) for req in b.requests], r
     finally:
@@ -164,7 +171,7 @@ def test_plain_request_and_response_are_unchanged(loop):
     models = Models(a=b'{"a":1}', b=b'{"b":2}', c=b'{"c":3}')
     graph = sequence({"serviceName": "a", "data": "$response"}, {"serviceName": "b", "data": "$response"},
                      {"serviceName": "c", "data": "$request"})
-    plan = engine.load(graph, services=models.services()).compile()
+    plan = engine.load(graph, services=models.services()).compile(policy=ON)
     assert [(s.use_response, s.data_path, s.data_text) for s in plan.compiled.nodes[0].steps] == [
         (False, None, ""), (True, None, ""), (False, None, "")]
     r = loop.run(plan.infer(b'{"q":0}'))
@@ -183,7 +190,7 @@ def test_over_v2_a_path_reads_the_message_in_its_json_form(loop):
     graph = sequence({"serviceName": "shape", "data": "$request.inputs.0.shape"},
                      {"serviceName": "double"},
                      {"serviceName": "data", "data": "$response.outputs.0.data"})
-    plan = engine.load(graph, services=services).compile()
+    plan = engine.load(graph, services=services).compile(policy=ON)
     r = loop.run(plan.infer(InferRequest("g", [from_numpy("x", np.array([1, 2, 3], np.int32))])))
     assert r.status == 200
     assert models.sent == [("shape", [3]), ("data", [2, 4, 6])]
@@ -213,8 +220,35 @@ def test_a_data_path_with_bad_syntax_is_an_error_with_its_field_path():
 def test_a_sound_data_path_warns_that_kserve_ignores_it():
     assert found(sequence({"serviceUrl": URL}, {"serviceUrl": URL, "data": "$response.predictions"})) == [
         ("warning", "spec.nodes.root.steps[1].data",
-         'data "$response.predictions" sends part of the previous response (the engine\'s data '
-         "path extension); KServe's router ignores the path and sends the original request")]
+         'data "$response.predictions": KServe\'s router ignores the path and sends the original '
+         "request, and so does the engine unless asked (--data-paths, IGE_DATA_PATHS=1, or the "
+         "TrafficPolicy's data), which sends part of the previous response")]
+
+
+def test_without_the_switch_a_graphs_data_path_is_read_as_kserve_reads_it(loop):
+    # the graph KServe's controller hands over: the request, as KServe's router sends it
+    models = Models(a=ANSWER, b=b"{}")
+    graph = sequence({"serviceName": "a"}, {"serviceName": "b", "data": "$response.predictions"})
+    plan = engine.load(graph, services=models.services()).compile()
+    step = plan.compiled.nodes[0].steps[1]
+    assert (step.use_response, step.data_path, step.data_text) == (False, None, "")
+    loop.run(plan.infer(b'{"q":1}'))
+    assert models.sent == [("a", {"q": 1}), ("b", {"q": 1})]
+    # asked for: the selection
+    models.sent.clear()
+    loop.run(engine.load(graph, services=models.services()).compile(policy=ON).infer(b'{"q":1}'))
+    assert models.sent[1] == ("b", [{"label": "dog", "score": 0.9}, {"label": "cat", "score": 0.1}])
+
+
+def test_the_switch_from_the_command_line_and_the_env(tmp_path):
+    from engine.cli import build_parser
+    from engine.cli_router import policy_from
+    parser = build_parser()
+    args = parser.parse_args(["serve", "g.yaml"])
+    assert policy_from(args, {}).data_paths is False
+    assert policy_from(args, {"IGE_DATA_PATHS": "1"}).data_paths is True
+    assert policy_from(parser.parse_args(["serve", "g.yaml", "--data-paths"]), {}).data_paths is True
+    assert policy_from(parser.parse_args(["run", "g.yaml", "--data-paths", "--data", "{}"]), {}).data_paths is True
 
 
 def test_warnings_for_the_first_step_and_outside_a_sequence():
@@ -292,6 +326,6 @@ def test_explain_shows_the_data_path_and_merged_outputs():
     graph = {"nodes": {"root": {"routerType": "Sequence", "outputs": "all", "steps": [
         {"serviceUrl": URL}, {"serviceUrl": URL, "data": "$response.predictions"},
         {"serviceUrl": URL, "data": "$response"}]}}}
-    text = engine.load(graph).compile().explain()
+    text = engine.load(graph).compile(policy=ON).explain()
     assert "[0] root: Sequence, outputs all" in text
     assert "(data=$response.predictions)" in text and "(data=$response)" in text

@@ -76,8 +76,9 @@ CASES = {
          "Switch step has no condition, so it never matches (an empty GJSON path selects nothing)")],
     "warn-data.yaml": [
         ("warning", "spec.nodes.root.steps[1].data",
-         'data "$response.predictions" sends part of the previous response (the engine\'s '
-         "data path extension); KServe's router ignores the path and sends the original request")],
+         'data "$response.predictions": KServe\'s router ignores the path and sends the original '
+         "request, and so does the engine unless asked (--data-paths, IGE_DATA_PATHS=1, or the "
+         "TrafficPolicy's data), which sends part of the previous response")],
     "warn-unknown-field.yaml": [
         ("warning", "spec.nodes.root.steps[0].dependancy",
          'unknown field "dependancy" (Kubernetes prunes it silently)')],

@@ -223,9 +223,9 @@ def _check_data(node, step, out: _Collector) -> None:
                              f"{node.router_type or 'this'} nodes are sent the request as it is")
         return
     what = "the request" if split[0] == "$request" else "the previous response"
-    out("warning", path, f'data "{step.data}" sends part of {what} (the engine\'s data path '
-                         "extension); KServe's router ignores the path and sends the original "
-                         "request")
+    out("warning", path, f'data "{step.data}": KServe\'s router ignores the path and sends the '
+                         "original request, and so does the engine unless asked (--data-paths, "
+                         f"IGE_DATA_PATHS=1, or the TrafficPolicy's data), which sends part of {what}")
     if split[0] == "$response" and step.index == 0:
         out("warning", path, "a Sequence's first step has no previous response: the path "
                              'selects from the request, as "$response" means the request there')

@@ -605,11 +605,11 @@ class TrafficPolicy:
                                         "the request as it is"))
         for key, entry in self.nodes.items():
             path = _join("spec.nodes", key)
-            node = graph.nodes.get(key)
-            if node is None:
+            named = graph.nodes.get(key)
+            if named is None:
                 found.append(Diagnostic("warning", path, f'the graph has no node "{key}": '
                                                          "the entry applies to nothing"))
-            elif entry.outputs is not None and node.router_type != "Sequence":
+            elif entry.outputs is not None and named.router_type != "Sequence":
                 found.append(Diagnostic("warning", _join(path, "outputs"),
                                         "outputs applies to Sequence nodes only: ignored here"))
         return found
