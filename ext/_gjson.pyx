@@ -230,3 +230,6 @@ def valid(doc):
     """gjson.Valid(doc)."""
     cdef _Doc d = _doc_of(doc)
     return c_valid(<const char*>d.p, d.n)
+
+
+include "gjson/switch.pyx"

@@ -31,6 +31,8 @@ cdef struct Ctx:
     bint virt_end
     bint virt_open
     Arena* arena
+    # a SwitchTable's walk (switch.pyx): the query looks values up in it; else NULL
+    QTable* table
 
 
 cdef struct ObjPath:
@@ -601,6 +603,10 @@ cdef int key_of_object(Ctx* c, ObjPath* rp, cstr j, Py_ssize_t n, const ArrPath*
 cdef Py_ssize_t parse_object(Ctx* c, Py_ssize_t i, cstr path, Py_ssize_t pn,
                              bint* hit_out) except -2:
     cdef ObjPath rp
+    if c.table != NULL and pn > 1 and path[0] == 35 and path[1] == 40:
+        # the query met an object: gjson compares its keys with the query's own
+        # text, which differs per condition
+        c.table.bail = True
     parse_object_path(path, pn, &rp, c.arena)
     return parse_object_rp(c, i, &rp, hit_out)
 
@@ -771,6 +777,8 @@ cdef int proc_query(Ctx* c, ArrPath* rp, const Res* qval, QState* multi) except 
         if rp.q_path.n != 0:
             return 0
         found = qval
+    if c.table != NULL:
+        return qtable_visit(c.table, found)
     if not query_matches(rp, found):
         return 0
     if rp.more:
@@ -1019,7 +1027,8 @@ cdef Py_ssize_t _parse_array(Ctx* c, Py_ssize_t i, cstr path, Py_ssize_t pn,
 
 
 cdef Py_ssize_t this_array_fast(cstr j, Py_ssize_t n, cstr rest, Py_ssize_t rn,
-                                Res* out, Arena* arena, bint trusted) except -2:
+                                Res* out, Arena* arena, bint trusted,
+                                QTable* table=NULL) except -2:
     """'[@this].REST' without building '[' + document + ']' (KServe's own idiom).
 
     gjson evaluates REST on that new array.  When the document is one closed object
@@ -1056,6 +1065,7 @@ cdef Py_ssize_t this_array_fast(cstr j, Py_ssize_t n, cstr rest, Py_ssize_t rn,
     c.n = n - i0
     c.arena = arena
     c.virt_end = True
+    c.table = table
     parse_array(&c, 0, rest, rn, &hit)
     if c.virt_open and not trusted:
         return -1

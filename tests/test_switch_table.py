@@ -1,0 +1,135 @@
+"""A Switch's equality routes on one key, evaluated in one walk (engine._gjson
+SwitchTable), pick exactly the step that evaluating each condition's Path picks."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from engine import compiler, gjson
+from engine._gjson import SwitchTable, switch_key
+
+# literal spellings as they appear in a condition, and the same kinds as values
+NUMBER_SPELLINGS = ["0", "-0", "0.0", "-0.0", "1", "1.0", "1e0", "1E0", "10e-1", "+1",
+                    "2", "64", "-1", "1.5", "1e400", "-1e400", "007", "0x10", "1_0",
+                    "NaN", "Inf", "-Inf", "9007199254740993"]
+WORDS = ["true", "false", "null", "ERROR", "SUCCESS", "a", "", "1a", "~true", "~*"]
+STRINGS = ["1", "1.0", "a", "", "true", "false", "a\\\"b", "\\u0041", "A", "é",
+           "a*", "x|y", "a.b", "(", ")", "a\\\\", "\\n"]
+
+
+def quoted(s: str) -> str:
+    return '"' + s + '"'
+
+
+literal = st.one_of(
+    st.sampled_from(NUMBER_SPELLINGS),
+    st.sampled_from(WORDS),
+    st.sampled_from(STRINGS).map(quoted),
+    st.integers(-3, 70).map(str),
+    st.text(alphabet="ab\"\\1. ", max_size=4).map(lambda s: json.dumps(s)),
+)
+
+# raw JSON texts of values for the key
+value = st.one_of(
+    st.sampled_from(NUMBER_SPELLINGS[:13] + ["1.00", "-0e5", "64.0", "6.4e1"]),
+    st.sampled_from(["true", "false", "null", "[]", "{}", "[1]", '{"id":1}']),
+    st.sampled_from(STRINGS).map(quoted),
+    st.integers(-3, 70).map(str),
+    st.integers(-3, 70).map(lambda i: quoted(str(i))),
+)
+
+
+@st.composite
+def element(draw, key):
+    kind = draw(st.sampled_from(["obj", "obj", "obj", "absent", "scalar", "array", "dup"]))
+    if kind == "obj":
+        return "{" + json.dumps(key) + ":" + draw(value) + ',"x":1}'
+    if kind == "dup":
+        return "{" + json.dumps(key) + ":" + draw(value) + "," + json.dumps(key) + ":" + draw(value) + "}"
+    if kind == "absent":
+        return '{"other":' + draw(value) + "}"
+    if kind == "scalar":
+        return draw(value)
+    return "[" + ",".join(draw(st.lists(value, max_size=3))) + "]"
+
+
+@st.composite
+def case(draw):
+    prefix = draw(st.sampled_from(["instances", "a.b", "[@this]"]))
+    key = draw(st.sampled_from(["id", "model"]))
+    op = draw(st.sampled_from(["==", " == ", "=="]))
+    lits = draw(st.lists(literal, min_size=1, max_size=70))
+    conds = [f"{prefix}.#({key}{op}{lit})" for lit in lits]
+    elems = draw(st.lists(element(key), max_size=8))
+    array = "[" + ",".join(elems) + "]"
+    shape = draw(st.sampled_from(["array", "array", "object", "scalar", "dup", "none"]))
+    inner = {"array": array, "object": '{"#(x)":1}', "scalar": "5",
+             "dup": array + ',"' + prefix.split(".")[-1] + '":[' + ",".join(draw(st.lists(element(key), max_size=4))) + "]",
+             "none": array}[shape]
+    if prefix == "[@this]":
+        # the element is the document itself
+        doc = elems[0] if elems and elems[0].startswith("{") else "{" + json.dumps(key) + ":" + draw(value) + "}"
+    elif prefix == "a.b":
+        doc = '{"a":{"b":' + inner + "}}" if shape != "none" else '{"a":[' + inner + "]}"
+    else:
+        doc = '{"instances":' + inner + ',"z":0}' if shape != "none" else "[" + inner + "]"
+    return conds, doc
+
+
+def per_condition(conds, doc) -> int:
+    for k, c in enumerate(conds):
+        if gjson.Path(c).exists(doc):
+            return k
+    return -1
+
+
+@settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case())
+def test_table_picks_the_condition_each_path_picks(c):
+    conds, doc = c
+    try:
+        table = SwitchTable(conds)
+    except ValueError:
+        # not groupable (a '~' literal, say): nothing to compare
+        assert any(switch_key(x) is None for x in conds)
+        return
+    assert table.first(doc) == per_condition(conds, doc), (conds, doc)
+    assert table.first(doc.encode()) == per_condition(conds, doc)
+
+
+@pytest.mark.parametrize("doc", [
+    '{"instances":[{"id":"1"}]}',            # an unquoted literal matches the string
+    '{"instances":[{"id":1.0}]}',
+    '{"instances":[{"id":1e0}]}',
+    '{"instances":[{"id":-0}]}',
+    '{"instances":[{"id":true}]}',
+    '{"instances":[{"id":"a\\"b"}]}',
+    '{"instances":[{"id":"\\u0041"}]}',
+    '{"instances":[{"id":2}],"instances":[{"id":1}]}',       # duplicate keys: both walked
+    '{"instances":{"#(id==1)":1}}',                         # query meets an object
+    '{"instances":[[{"id":1}],{"id":"x"}]}',
+    '{"instances":[{"id":"abc"}]}', '{"instances":[{"id":0}]}',
+    '{"instances":[{"other":1}]}', '{"instances":[1,2,3]}', '{"instances":[]}',
+    '[{"id":1}]', '', 'not json', '{"instances":[{"id":1}',
+])
+def test_table_on_edge_documents(doc):
+    conds = ["instances.#(id==2)", 'instances.#(id=="abc")', "instances.#(id==1)",
+             "instances.#(id==0)", "instances.#(id==true)", 'instances.#(id=="a\\"b")',
+             'instances.#(id=="\\u0041")', "instances.#(id==A)", 'instances.#(id=="x")']
+    for start in range(len(conds)):
+        part = conds[start:]
+        assert SwitchTable(part).first(doc) == per_condition(part, doc), (part, doc)
+
+
+def test_switch_key_accepts_equality_on_plain_paths_only():
+    assert switch_key("instances.#(id==1)") == (b"instances", b"id", b"1")
+    assert switch_key('instances.#( model == "a\\"b" )') == (b"instances", b"model", b'a"b')
+    assert switch_key("[@this].#(decision_picker==ERROR)") == (b"[@this]", b"decision_picker", b"ERROR")
+    for path in ["instances.#(id!=1)", "instances.#(id>1)", "instances.#(id%1)",
+                 "instances.#(id==1)#", "instances.#(id==1).x", "#(id==1)",
+                 "instances.#(id==~true)", "a*.#(id==1)", "@this.#(id==1)",
+                 "a|b.#(id==1)", "..a.#(id==1)", "instances.#(id)", "instances.#(id==1"]:
+        assert switch_key(path) is None, path
