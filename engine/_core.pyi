@@ -5,6 +5,7 @@ import logging
 import re
 from typing import Any, Awaitable, Callable, Generator, Iterable, Mapping, Optional, Sequence, Union
 
+from engine._gjson import SwitchTable
 from engine.oip import InferRequest, InferResponse
 
 Buffer = Union[bytes, bytearray, memoryview]
@@ -320,8 +321,10 @@ class PlanNode:
     steps: tuple[PlanStep, ...]
     ensemble_order: tuple[int, ...]
     merge_outputs: bool
+    switch_groups: tuple[tuple[int, SwitchTable], ...] | None
     def __init__(self, index: int, name: str, router_type: int, steps: tuple[PlanStep, ...],
-                 merge_outputs: bool = False) -> None: ...
+                 merge_outputs: bool = False,
+                 switch_groups: tuple[tuple[int, SwitchTable], ...] | None = None) -> None: ...
 
 class CompiledPlan:
     nodes: tuple[PlanNode, ...]

@@ -142,6 +142,37 @@ def _merges_outputs(policy: Policy, node_name: str, node, router: int) -> bool:
     return True
 
 
+# Off only to compare the grouped Switch evaluation with one Path per condition (tests).
+SWITCH_TABLES = True
+
+
+def _switch_groups(steps) -> tuple | None:
+    """A Switch's maximal runs of two or more consecutive steps whose conditions are
+    equality queries on the same path and key (gjson.switch_key), each as
+    (first step index, SwitchTable): run_switch decides such a run in one walk."""
+    from . import gjson
+
+    if not SWITCH_TABLES:
+        return None
+    groups, run, run_key = [], [], None
+
+    def close():
+        if len(run) >= 2:
+            groups.append((run[0].index, gjson.SwitchTable([s.condition for s in run])))
+
+    for step in steps:
+        key = gjson.switch_key(step.condition_text) if step.condition is not None else None
+        key = key[:2] if key is not None else None
+        if key is None or key != run_key:
+            close()
+            run = []
+        run_key = key
+        if key is not None:
+            run.append(step)
+    close()
+    return tuple(groups) or None
+
+
 def compile_graph(graph, *, policy: Policy | None = None):
     """Compile a validated Graph into a Plan (see engine.plan.Plan)."""
     from . import gjson
@@ -178,7 +209,8 @@ def compile_graph(graph, *, policy: Policy | None = None):
                 use_response, bool(step.map_predictions_to_instances), step.dependency == "Hard",
                 weight_end, sp, data_path, data_text,
             ))
-        nodes.append(_core.PlanNode(index[name], name, router, tuple(steps), merge))
+        groups = _switch_groups(steps) if router == _core.RouterType.ROUTER_SWITCH else None
+        nodes.append(_core.PlanNode(index[name], name, router, tuple(steps), merge, groups))
     timeouts = graph.effective_router_timeouts()
     spec = policy.propagate_headers
     if spec is None:

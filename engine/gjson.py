@@ -10,10 +10,10 @@ Like gjson, a malformed path is not an error, it simply matches nothing:
 """
 from __future__ import annotations
 
-from ._gjson import Path, PathProblem, Result, get, valid
+from ._gjson import Path, PathProblem, Result, SwitchTable, get, switch_key, valid
 from .errors import GraphSpecError
 
-__all__ = ["Path", "PathProblem", "Result", "compile", "get", "valid"]
+__all__ = ["Path", "PathProblem", "Result", "SwitchTable", "compile", "get", "switch_key", "valid"]
 
 
 def compile(path: str, *, strict: bool = False) -> Path:  # noqa: A001 - mirrors re.compile

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import engine
 from engine import compiler, gjson
 from engine._gjson import SwitchTable, switch_key
 
@@ -133,3 +135,96 @@ def test_switch_key_accepts_equality_on_plain_paths_only():
                  "instances.#(id==~true)", "a*.#(id==1)", "@this.#(id==1)",
                  "a|b.#(id==1)", "..a.#(id==1)", "instances.#(id)", "instances.#(id==1"]:
         assert switch_key(path) is None, path
+
+
+# ---- through the compiled plan and the router ---------------------------------
+
+SWITCH_MISS = {"error": "Failed to process request",
+               "cause": "None of the routes matched with the switch condition"}
+
+
+def routes_graph(conds, **extra):
+    steps = [{"serviceName": f"m{k}", "condition": c} for k, c in enumerate(conds)]
+    services = {f"m{k}": (lambda k: lambda payload, headers=None: {"step": k})(k)
+                for k in range(len(conds))}
+    return engine.load({"nodes": {"root": {"routerType": "Switch", "steps": steps}}},
+                       services=services)
+
+
+def compile_plan(g, grouped, monkeypatch):
+    monkeypatch.setattr(compiler, "SWITCH_TABLES", grouped)
+    try:
+        return g.compile()
+    finally:
+        monkeypatch.setattr(compiler, "SWITCH_TABLES", True)
+
+
+def test_the_compiler_groups_maximal_runs_on_one_path_and_key(monkeypatch):
+    conds = ["instances.#(id==1)", "instances.#(id==2)", "x", "instances.#(id==3)",
+             "instances.#(model==3)", "instances.#(model==4)", "instances.#(model==5)",
+             "[@this].#(a==1)", "instances.#(id>1)", "instances.#(id==9)", "instances.#(id==8)"]
+    plan = compile_plan(routes_graph(conds), True, monkeypatch)
+    node = plan.compiled.nodes[0]
+    assert [(start, table.size) for start, table in node.switch_groups] == [(0, 2), (4, 3), (9, 2)]
+    assert compile_plan(routes_graph(conds), False, monkeypatch).compiled.nodes[0].switch_groups is None
+
+
+BODIES = [
+    {"instances": [{"id": 70}, {"id": 3}, {"id": 1}]},
+    {"instances": [{"id": 9}]},
+    {"instances": [{"model": 5}, {"id": 2}]},
+    {"instances": [{"id": 5}], "a": 1},
+    {"a": 1},
+    {"instances": {"#(id==1)": 1}},
+    {"instances": []},
+]
+
+
+@pytest.mark.parametrize("body", BODIES)
+def test_grouped_plan_takes_the_step_the_ungrouped_plan_takes(loop, monkeypatch, body):
+    conds = ["instances.#(id==1)", "instances.#(id==2)", "x", "instances.#(id==3)",
+             "instances.#(model==3)", "instances.#(model==4)", "instances.#(model==5)",
+             "[@this].#(a==1)", "instances.#(id>4)", "instances.#(id==9)", "instances.#(id==8)"]
+    answers = []
+    for grouped in (True, False):
+        plan = compile_plan(routes_graph(conds), grouped, monkeypatch)
+        r = loop.run(plan.infer(body))
+        answers.append((r.status, r.json()))
+    assert answers[0] == answers[1]
+
+
+def test_64_routes_over_the_router(loop):
+    from routerkit import ModelServer, running_router
+
+    async def go():
+        model = await ModelServer(lambda request: (200, {"path": request.path.decode()})).start()
+        base = model.url.rsplit("/v1/", 1)[0]
+        steps = [{"serviceUrl": f"{base}/v1/models/m{k}:predict",
+                  "condition": f"instances.#(id=={k})"} for k in range(1, 65)]
+        graph = {"nodes": {"root": {"routerType": "Switch", "steps": steps}}}
+        filler = [{"id": 0, "data": "x" * 100}] * 100
+        out = []
+        try:
+            async with running_router(graph) as router:
+                assert router.instance is not None
+                for body in ({"instances": filler + [{"id": 64}]},
+                             {"instances": [{"id": 7}, {"id": 3}]},
+                             {"instances": [{"id": "12"}]},
+                             {"instances": filler + [{"id": 65}]}):
+                    r = await router.post(body)
+                    out.append((r.status, orjson.loads(r.body)))
+                r = await router.post(b'{"instances":[{"id":64}]')     # not JSON
+                out.append((r.status, orjson.loads(r.body)))
+                r = await router.post(b'{"instances":[{"id":64}],}')
+                out.append((r.status, orjson.loads(r.body)))
+        finally:
+            await model.close()
+        return out
+
+    out = loop.run(go())
+    assert out[0] == (200, {"path": "/v1/models/m64:predict"})
+    assert out[1] == (200, {"path": "/v1/models/m3:predict"})     # the first step, not element
+    assert out[2] == (200, {"path": "/v1/models/m12:predict"})
+    assert out[3] == (404, SWITCH_MISS)
+    assert out[4] == (404, SWITCH_MISS)
+    assert out[5] == (404, SWITCH_MISS)

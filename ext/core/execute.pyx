@@ -4,7 +4,7 @@
 cimport cython
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.buffer cimport PyObject_GetBuffer, PyBuffer_Release, PyBUF_SIMPLE
-from engine._gjson cimport Arena, Path, Res, arena_release, c_valid, cstr
+from engine._gjson cimport Arena, Path, Res, SwitchTable, arena_release, c_valid, cstr
 
 import asyncio as _asyncio
 import logging as _logging
@@ -410,17 +410,52 @@ cdef object select_data(PlanStep step, object body):
                                         "cause": _bound_message(cause)}))
 
 
-async def run_switch(CompiledPlan plan, PlanNode node, object request, RunContext ctx, bint is_root):
+cdef int table_first(CompiledPlan plan, SwitchTable table, object body) except -2:
+    """path_exists for a run of conditions at once: the index of the first that exists."""
+    cdef Py_buffer view
+    if type(body) is not bytes and is_oip(body):
+        body = need_bridge(plan.bridge, body).header_json(body)
+    PyObject_GetBuffer(body, &view, PyBUF_SIMPLE)
+    try:
+        return table.c_first(<const char*>view.buf, view.len)
+    finally:
+        PyBuffer_Release(&view)
+
+
+cdef PlanStep switch_pick(CompiledPlan plan, PlanNode node, object request):
+    """The first step whose condition exists in the request, or None; runs of
+    equality routes on one key (node.switch_groups) are decided in one walk each."""
+    cdef tuple steps = node.steps
+    cdef tuple groups = node.switch_groups
+    cdef Py_ssize_t i = 0, g = 0, n = len(steps), ng = 0, start = -1
+    cdef SwitchTable table = None
     cdef PlanStep step
-    cdef PlanStep taken = None
+    cdef int k
+    if groups is not None:
+        ng = len(groups)
+        start, table = groups[0]
+    while i < n:
+        if i == start:
+            k = table_first(plan, table, request)
+            if k >= 0:
+                return <PlanStep>steps[i + k]
+            i += table.size
+            g += 1
+            if g < ng:
+                start, table = groups[g]
+            continue
+        step = <PlanStep>steps[i]
+        if step.condition is not None and path_exists(plan, step.condition, request):
+            return step
+        i += 1
+    return None
+
+
+async def run_switch(CompiledPlan plan, PlanNode node, object request, RunContext ctx, bint is_root):
     # KServe validates the request, then takes the first step whose path exists.
     # Finding the step first gives the same answer (an invalid request is a miss
     # either way) and spares the validation scan when nothing matches.
-    for s in node.steps:
-        step = <PlanStep>s
-        if step.condition is not None and path_exists(plan, step.condition, request):
-            taken = step
-            break
+    cdef PlanStep taken = switch_pick(plan, node, request)
     if taken is None or not body_is_valid_json(request):
         raise RouteFailure(_SWITCH_MISS.decode(), 404 if is_root else 500)
     step_starts(plan, taken, ctx)

@@ -1,5 +1,5 @@
 # Declarations of ext/core/plan.pyx.
-from engine._gjson cimport Path
+from engine._gjson cimport Path, SwitchTable
 
 
 cpdef enum RouterType:
@@ -92,6 +92,8 @@ cdef class PlanNode:
     cdef readonly tuple steps           # of PlanStep, in spec order
     cdef readonly tuple ensemble_order  # Ensemble: step positions sorted by key (Go map order)
     cdef readonly bint merge_outputs    # Sequence with outputs: all (answers every step's answer)
+    cdef readonly tuple switch_groups   # Switch: ((first step index, SwitchTable), ...) in step
+                                        #   order, runs of conditions decided in one walk; or None
 
 
 cdef class MessageBridge:

@@ -135,8 +135,20 @@ cdef class PlanStep:
 
 @cython.final
 cdef class PlanNode:
-    def __init__(self, int index, str name, int router_type, tuple steps, bint merge_outputs=False):
+    def __init__(self, int index, str name, int router_type, tuple steps, bint merge_outputs=False,
+                 tuple switch_groups=None):
         cdef PlanStep step
+        cdef int end = 0
+        if switch_groups:
+            # run_switch walks the groups and the steps together: in order, disjoint
+            for start, table in switch_groups:
+                if not isinstance(table, SwitchTable) or not end <= start <= len(steps) - (<SwitchTable>table).size:
+                    raise ValueError("switch_groups: (first step index, SwitchTable) in step order, disjoint")
+                end = start + (<SwitchTable>table).size
+                for k in range((<SwitchTable>table).size):
+                    if (<PlanStep>steps[start + k]).condition_text != (<SwitchTable>table).paths[k].source:
+                        raise ValueError("switch_groups: a table's conditions are its steps'")
+        self.switch_groups = switch_groups if switch_groups and router_type == ROUTER_SWITCH else None
         self.index = index
         self.name = name
         self.router_type = router_type
