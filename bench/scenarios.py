@@ -31,6 +31,23 @@ def switch_body(size: int = 16 * 1024) -> bytes:
     return body.encode()
 
 
+def routes_body(size: int = 15 * 1024) -> bytes:
+    """`size` bytes (about) of instances with id 0 and, last, one with id 64: the
+    request of the switch64 and switch1 scenarios, whose matching route is the last."""
+    def instance(model_id: int) -> str:
+        return '{"id":%d,"features":[%s]}' % (model_id, ",".join("%.4f" % ((i * 7 % 97) / 97) for i in range(16)))
+    last = instance(64)
+    items: list[str] = []
+    used = len('{"instances":[]}') + len(last)
+    while used + len(instance(0)) + 1 <= size:
+        items.append(instance(0))
+        used += len(items[-1]) + 1
+    return ('{"instances":[' + ",".join(items + [last]) + "]}").encode()
+
+
+ROUTES = tuple(f"model-{k}" for k in range(1, 65))
+
+
 def mb_body(size: int = 1 << 20) -> bytes:
     """About `size` bytes of JSON: rows of 16 floats."""
     row = "[" + ",".join("%.6f" % (i / 17) for i in range(16)) + "]"
@@ -120,6 +137,10 @@ SCENARIOS = {s.name: s for s in [
              expected=ensemble_answer),
     Scenario("switch16k", ("model-a", "model-b", "model-c"), switch_body, goal="<= 60 us",
              expected=answer_of("model-b")),
+    # routing by model id over 64 models (KServe's e2e form instances.#(id==K)), the
+    # match last: against switch1, one route on the same request, what more routes cost
+    Scenario("switch64", ROUTES, routes_body, goal="<= 1.5x switch1", expected=answer_of("model-64")),
+    Scenario("switch1", ("model-64",), routes_body, expected=answer_of("model-64")),
     Scenario("seq3-1mb", ("model-a", "model-b", "model-c"), mb_body, echo_body=True, bare_chain="response",
              large_bodies=True, goal="<= 800 us", expected=echoed),
     # seq1 under a policy that never fires: what the resilience runtime costs (issue 10)
@@ -136,4 +157,4 @@ SCENARIOS = {s.name: s for s in [
 
 # `python -m bench.load` without --scenarios (and `make bench`): the fault pair is
 # a correctness check more than a cost figure, so it runs only when asked for
-DEFAULT_SCENARIOS = ["seq1", "seq2", "ens4", "switch16k", "seq3-1mb", "seq1-policy"]
+DEFAULT_SCENARIOS = ["seq1", "seq2", "ens4", "switch16k", "switch64", "switch1", "seq3-1mb", "seq1-policy"]
