@@ -18,6 +18,10 @@ Scenarios (client + router + model, all in the process):
            a circuit breaker and two endpoints (both the same model)
   switch   HTTP: 2-way Switch (GJSON conditions instances.#(modelId=="1"/"2")) on a 7 KB
            request whose matching instance is the last: both conditions scan it all
+  switch64 HTTP: 64-way Switch routing by model id (instances.#(id==1) ... #(id==64)) on
+           the ~15 KB request of bench.scenarios.routes_body, whose match is the last route
+  switch1  the same request, a Switch of that last route alone: switch64 / switch1 is what
+           the 63 other routes cost (issue 16's goal: at most 1.5)
   seq2     HTTP: 2-step Sequence over the same model (the second step sends the first's answer)
   seq2-path  seq2 with the data path `$response.predictions` on the second step (a tree
            without data paths sends the request instead: the difference is the selection)
@@ -102,7 +106,7 @@ async def grpc_client(port: int, n: int) -> None:
                     raise SystemExit(f"ir: unexpected answer {got!r}")
 
 
-SCENARIOS = ["seq1", "policy", "switch", "seq2", "seq2-off", "seq2-trace", "seq2-path", "ens4",
+SCENARIOS = ["seq1", "policy", "switch", "switch64", "switch1", "seq2", "seq2-off", "seq2-trace", "seq2-path", "ens4",
              "ens4-off", "ens4-trace", "grpc"]
 
 
@@ -151,6 +155,10 @@ async def main(scenario: str, n: int) -> None:
         graph = {"nodes": {"root": {"routerType": "Switch", "steps": [
             {"serviceUrl": url, "condition": 'instances.#(modelId=="1")'},
             {"serviceUrl": url, "condition": 'instances.#(modelId=="2")'}]}}}
+    elif scenario in ("switch64", "switch1"):
+        graph = {"nodes": {"root": {"routerType": "Switch", "steps": [
+            {"serviceUrl": url, "condition": f"instances.#(id=={k})"}
+            for k in (range(1, 65) if scenario == "switch64" else [64])]}}}
     elif scenario.startswith("seq2"):
         data = "$response.predictions" if scenario == "seq2-path" else "$response"
         graph = {"nodes": {"root": {"routerType": "Sequence", "steps": [
@@ -178,6 +186,9 @@ async def main(scenario: str, n: int) -> None:
                 import orjson
                 items = [{"modelId": "0", "x": [0.5] * 20} for _ in range(150)] + [{"modelId": "2"}]
                 body = orjson.dumps({"instances": items})
+            elif scenario in ("switch64", "switch1"):
+                with open(os.path.join(os.getcwd(), "routes_body.json"), "rb") as f:
+                    body = f.read()     # written by measure(): the tree under test may not have it
             await http_client(sock.getsockname()[1], body, n, answer)
     finally:
         inst.server.close()
@@ -197,10 +208,11 @@ def callgrind_total(tree: str, scenario: str, n: int, workdir: str) -> tuple[int
     PYTHONPATH: (all threads, the main thread alone)."""
     out = os.path.join(workdir, f"{scenario}.{n}.out")
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", PYTHONHASHSEED="0", PYTHONPATH=tree)
-    # -P: the current directory must not shadow the tree on sys.path
+    # this file runs by its path (the harness is this tree's, the engine the tree's on
+    # PYTHONPATH: an older tree lacks newer scenarios); -P: nothing shadows the tree
     proc = subprocess.run(
         ["valgrind", "--tool=callgrind", "--separate-threads=yes", f"--callgrind-out-file={out}",
-         sys.executable, "-P", "-m", "bench.callgrind", "--run", "--requests", str(n),
+         sys.executable, "-P", os.path.abspath(__file__), "--run", "--requests", str(n),
          "--scenario", scenario], cwd=workdir, env=env, capture_output=True, text=True, timeout=900)
     if proc.returncode != 0 or f"done with {os.path.realpath(tree)}/" not in proc.stderr:
         raise SystemExit(f"callgrind: the run of {n} failed or imported another tree:\n{proc.stderr[-2000:]}")
@@ -214,6 +226,10 @@ def measure(tree: str, scenario: str, small: int = 300, large: int = 1300) -> tu
     """Instructions per request (all threads, main thread): the difference of two
     runs, so that start-up and first requests cancel."""
     with tempfile.TemporaryDirectory(prefix="ige-callgrind-") as workdir:
+        if scenario in ("switch64", "switch1"):
+            from bench.scenarios import routes_body
+            with open(os.path.join(workdir, "routes_body.json"), "wb") as f:
+                f.write(routes_body())
         a = callgrind_total(tree, scenario, small, workdir)
         b = callgrind_total(tree, scenario, large, workdir)
     n = large - small
