@@ -228,3 +228,35 @@ def test_64_routes_over_the_router(loop):
     assert out[3] == (404, SWITCH_MISS)
     assert out[4] == (404, SWITCH_MISS)
     assert out[5] == (404, SWITCH_MISS)
+
+
+def test_grouped_conditions_see_a_messages_json_header(loop):
+    import numpy as np
+    from engine.oip import InferRequest, from_numpy
+    from oipkit import GrpcClient, GrpcModel, numpy_model
+    from routerkit import running_router
+
+    async def go():
+        plus = await GrpcModel(numpy_model(lambda x: x + 1)).start()
+        minus = await GrpcModel(numpy_model(lambda x: x - 1)).start()
+        graph = {"nodes": {"root": {"routerType": "Switch", "steps": [
+            {"serviceUrl": plus.url(), "condition": 'inputs.#(datatype=="FP32")'},
+            {"serviceUrl": minus.url(), "condition": 'inputs.#(datatype=="INT64")'}]}}}
+        out = []
+        try:
+            async with running_router(graph, grpc=True) as router:
+                assert router.instance.plan.compiled.nodes[0].switch_groups is not None
+                client = GrpcClient(router.grpc_port)
+                try:
+                    for x in (np.array([5, 6], dtype=np.int64), np.array([1.5], dtype=np.float32)):
+                        out.append((x, await client.infer(InferRequest("g", [from_numpy("x", x)]))))
+                finally:
+                    await client.close()
+        finally:
+            await plus.close()
+            await minus.close()
+        return out
+
+    (x1, a), (x2, b) = loop.run(go())
+    np.testing.assert_array_equal(a.as_numpy("output0"), x1 - 1)
+    np.testing.assert_array_equal(b.as_numpy("output0"), x2 + 1)
