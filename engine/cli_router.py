@@ -57,6 +57,9 @@ def add_serve(sub) -> None:
                             "(default 0.5 ms to 60 s; env IGE_METRICS_BUCKETS)")
     serve.add_argument("--no-metrics", action="store_true",
                        help="no per-step metrics (request metrics stay)")
+    serve.add_argument("--watch", action="store_true",
+                       help="reload the graph, services and policy files when they change "
+                            "(SIGHUP reloads them in any case)")
     serve.add_argument("--access-log", action="store_true",
                        help="one JSON log record per graph request")
     serve.add_argument("--reserved-paths", metavar="engine|kserve", default=None,
@@ -214,6 +217,35 @@ def tracing_from_env():
     return config
 
 
+def reload_source(args):
+    """What SIGHUP (and --watch) reloads: the graph file (or the @FILE of
+    --graph-json), the services file and the policy file, read again (with an inline
+    --graph-json the graph stays as it was and only the files can change)."""
+    def load_again():
+        graph = load_graph(args)
+        graph.validate()
+        if args.inferencegraph_name and not graph.name:
+            graph.metadata.name = args.inferencegraph_name
+        return graph, policy_from(args)
+    return load_again
+
+
+def watch_files(args) -> tuple:
+    """The files --watch polls: the graph's, the services file and the policy file."""
+    files = []
+    if args.graph:
+        files.append(args.graph)
+    elif args.graph_json and args.graph_json.startswith("@"):
+        files.append(args.graph_json[1:])
+    for path in (args.services, policy_file_from(args)):
+        if path is not None:
+            files.append(str(path))
+    if not files:
+        raise GraphSpecError("--watch: the graph came inline (--graph-json JSON) and there is no "
+                             "--services or --policy file to watch")
+    return tuple(str(f) for f in files)
+
+
 def cmd_serve(args, out, err, stdin) -> int:
     from . import logs
     if args.enable_tls or args.enable_auth:
@@ -238,7 +270,8 @@ def cmd_serve(args, out, err, stdin) -> int:
         policy=policy_from(args),  # a TrafficPolicy is loaded and checked here, at start
         max_quick_crashes=max(1, args.worker_crash_limit),
         access_log=args.access_log, reserved_paths=reserved_paths_from(args),
-        tracing=tracing_from_env())
+        tracing=tracing_from_env(), reload_source=reload_source(args),
+        watch_files=watch_files(args) if args.watch else ())
     if options.policy.traffic is not None:
         for d in options.policy.traffic.warnings + options.policy.traffic.diagnose(graph):
             logging.getLogger("engine.server").warning(f"policy {d}")

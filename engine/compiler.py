@@ -142,8 +142,10 @@ def _merges_outputs(policy: Policy, node_name: str, node, router: int) -> bool:
     return True
 
 
-def compile_graph(graph, *, policy: Policy | None = None):
-    """Compile a validated Graph into a Plan (see engine.plan.Plan)."""
+def compile_graph(graph, *, policy: Policy | None = None, reuse=None):
+    """Compile a validated Graph into a Plan (see engine.plan.Plan). ``reuse``: a
+    Plan whose backend connection pools (HTTP client, gRPC channels) the new plan
+    shares, so that a reload keeps the warm connections to models both graphs call."""
     from . import gjson
     from .spec.traffic import step_policy
 
@@ -152,6 +154,9 @@ def compile_graph(graph, *, policy: Policy | None = None):
     names = reachable_nodes(graph.nodes)
     index = {name: i for i, name in enumerate(names)}
     backends = _Backends(graph, policy)
+    if reuse is not None:
+        backends.http = reuse.http_client
+        backends.grpc = reuse.grpc_pool
     nodes = []
     for name in names:
         node = graph.nodes[name]

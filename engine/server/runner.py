@@ -56,6 +56,12 @@ class ServeOptions:
     # OpenTelemetry tracing (engine.tracing.from_env), None: off; each worker runs its
     # own tracer and export thread
     tracing: object = None
+    # hot reload: ``reload_source()`` loads the graph and its Policy again (from their
+    # files), for SIGHUP and ``watch_files``; None: the graph cannot be reloaded
+    reload_source: object = None
+    # files whose change (mtime, size, inode; polled every watch_interval s) reloads
+    watch_files: tuple = ()
+    watch_interval: float = 0.5
     # A worker that dies within quick_crash_seconds of its start is restarted after a
     # delay that doubles from restart_delay (up to max_restart_delay); after
     # max_quick_crashes such deaths in a row the router stops and exits non-zero, as a
@@ -122,6 +128,8 @@ class RouterInstance:
         self.grpc = None
         self.tracing = None
         self.stopping = asyncio.Event()
+        self.reloading = None       # the reload in progress (a Task), or None
+        self.watcher = None
 
     async def start(self):
         loop = asyncio.get_running_loop()
@@ -129,6 +137,8 @@ class RouterInstance:
             from .. import tracing
             self.tracing = tracing.start(self.options.tracing, self.graph.name or "ige")
         self.server = await loop.create_server(self.http.protocol_factory, sock=self.sock)
+        if self.options.watch_files:
+            self.watcher = asyncio.ensure_future(self.watch())
         if self.options.grpc_port is not None:
             from .grpc_front import GrpcFrontEnd
             limit = self.options.max_grpc_message_size
@@ -146,6 +156,66 @@ class RouterInstance:
         for w in self.plan.warnings:
             log.warning(w)
 
+    def request_reload(self):
+        """Load, validate and compile the graph again and swap it in (SIGHUP): at
+        most one reload runs; a request for one while it runs reloads again after."""
+        if self.options.reload_source is None:
+            log.warning("reload requested, but the graph has no file to reload from")
+            return
+        if self.reloading is not None and not self.reloading.done():
+            self.reloading.add_done_callback(lambda _: self.request_reload())
+            return
+        self.reloading = asyncio.ensure_future(self.reload())
+
+    async def reload(self) -> bool:
+        """One reload: the new plan is compiled off the loop (a thread), sharing the
+        running plan's connection pools, then swapped in; requests already running
+        finish on the old plan. An invalid graph or policy changes nothing: logged
+        with its field paths, counted in ige_graph_reloads_total{result="error"}."""
+        loop = asyncio.get_running_loop()
+        old = self.plan
+        try:
+            graph, policy = await loop.run_in_executor(None, self.options.reload_source)
+            plan = await loop.run_in_executor(None, lambda: graph.compile(policy=policy, reuse=old))
+        except Exception as e:
+            self.app.reload_errors += 1
+            fields = {"error": str(e)}
+            diagnostics = getattr(e, "diagnostics", None)
+            if diagnostics:
+                fields["diagnostics"] = [f"{d.path}: {d.severity}: {d.message}" for d in diagnostics]
+            log.error("reload failed: the running graph serves on", extra=fields)
+            return False
+        from .graph_page import render_graph_page
+        self.app.swap(plan.compiled, plan.propagation, render_graph_page(plan.compiled))
+        self.app.http_client = plan.http_client
+        # the old plan's pools are the new plan's: nothing to close; requests running
+        # on it hold it until they finish
+        self.graph, self.plan = graph, plan
+        for w in plan.warnings:
+            log.warning(w)
+        log.info("reloaded", extra={"graph": graph.name or "", "reloads": self.app.reloads})
+        return True
+
+    async def watch(self):
+        """Reload when a watched file changes (polled: no inotify needed, and a file
+        replaced by rename, as Kubernetes updates a mounted ConfigMap, is seen)."""
+        def stamp():
+            out = []
+            for path in self.options.watch_files:
+                try:
+                    st = os.stat(path)
+                    out.append((st.st_mtime_ns, st.st_size, st.st_ino))
+                except OSError:
+                    out.append(None)
+            return out
+        last = stamp()
+        while True:
+            await asyncio.sleep(self.options.watch_interval)
+            now = stamp()
+            if now != last:
+                last = now
+                self.request_reload()
+
     def _abandon(self):
         """Undo a start that failed half-way."""
         self.server.close()
@@ -160,6 +230,10 @@ class RouterInstance:
         """Readiness fails at once; after drain_seconds stop accepting, let in-flight
         requests finish, close keep-alive connections, close backend pools."""
         self.app.start_draining()
+        if self.watcher is not None:
+            self.watcher.cancel()
+        if self.reloading is not None and not self.reloading.done():
+            await asyncio.wait([self.reloading])
         if self.options.drain_seconds > 0:
             log.info("draining", extra={"seconds": self.options.drain_seconds})
             await asyncio.sleep(self.options.drain_seconds)
@@ -186,9 +260,10 @@ async def serve_in_loop(graph, options: ServeOptions, *, sock=None, ready=None):
     instance = RouterInstance(graph, options, sock)
     await instance.start()
     handled = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig, handler in ((signal.SIGTERM, instance.request_stop), (signal.SIGINT, instance.request_stop),
+                         (signal.SIGHUP, instance.request_reload)):
         try:
-            loop.add_signal_handler(sig, instance.request_stop)
+            loop.add_signal_handler(sig, handler)
             handled.append(sig)
         except (NotImplementedError, RuntimeError, ValueError):
             # no signal handlers on this loop or thread (an embedding program's own
@@ -251,6 +326,9 @@ class _Supervisor:
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
+                # until the worker's loop handles it: a reload sent while it starts
+                # must not end it
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
                 code = _worker_main(self.graph, self.options, sock)
             finally:
                 os._exit(code)
@@ -310,9 +388,14 @@ class _Supervisor:
             self.on_death(pid, os.waitstatus_to_exitcode(status))
         return pid
 
+    def forward_reload(self, signum, frame) -> None:
+        """SIGHUP: every worker reloads on its own."""
+        self.kill_all(signal.SIGHUP)
+
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self.forward)
         signal.signal(signal.SIGINT, self.forward)
+        signal.signal(signal.SIGHUP, self.forward_reload)
         try:
             for slot in range(self.options.workers):
                 self.spawn(slot)
