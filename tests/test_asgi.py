@@ -282,3 +282,13 @@ def test_lifespan_startup_compiles_again_after_shutdown(loop):
             assert app.plan is None
 
     loop.run(go())
+
+
+def test_embedding_doc_plan_example(capsys):
+    """docs/embedding.md's Plan.infer example runs and prints what it says."""
+    import re
+    from pathlib import Path
+    src = (Path(__file__).resolve().parent.parent / "docs" / "embedding.md").read_text()
+    code = re.search(r"```python\n(.*?)```", src, re.S).group(1)
+    exec(compile(code, "docs/embedding.md", "exec"), {})
+    assert capsys.readouterr().out.strip() == re.search(r"^# (200 .*)$", code, re.M).group(1)
