@@ -218,3 +218,32 @@ def test_import_engine_does_not_import_kserve():
     out = subprocess.run([sys.executable, "-c", "import sys, engine, engine.asgi; "
                           "print('kserve' in sys.modules)"], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
+
+
+STOP_SCRIPT = """
+import asyncio, sys
+from engine.kserve import GraphModel
+
+url = sys.argv[1]
+graph = {"nodes": {"root": {"routerType": "Sequence", "steps": [{"serviceUrl": url}]}}}
+
+async def main():
+    model = GraphModel("pipeline", graph)
+    assert model.ready
+    print(await model.predict({"instances": [1]}))
+    client = model.plan.http_client
+    model.stop()                        # as ModelServer.stop calls it, on the running loop
+    assert not model.ready and model.plan is None
+    await model.aclose()
+    print("closed", client.closed)
+
+asyncio.run(main())
+"""
+
+
+def test_stop_closes_the_plans_pools():
+    with ThreadedModel(lambda request: (200, {"predictions": [2]})) as model:
+        out = subprocess.run([sys.executable, "-c", STOP_SCRIPT, model.url], capture_output=True,
+                             text=True, timeout=120, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines()[-2:] == ["{'predictions': [2]}", "closed True"]
