@@ -83,6 +83,13 @@ class ServeOptions:
         if self.reserved_paths not in RESERVED_PATHS:
             raise GraphSpecError(f"reserved paths {self.reserved_paths!r} (--reserved-paths, "
                                  f"IGE_RESERVED_PATHS): expected one of {', '.join(RESERVED_PATHS)}")
+        if self.grpc_impl not in GRPC_IMPLS:
+            raise GraphSpecError(f"gRPC implementation {self.grpc_impl!r} (--grpc-impl, IGE_GRPC_IMPL): "
+                                 f"expected one of {', '.join(GRPC_IMPLS)}")
+        if (self.grpc_tls_cert is None) != (self.grpc_tls_key is None):
+            raise GraphSpecError("--grpc-tls-cert and --grpc-tls-key go together")
+        if self.grpc_tls_cert is not None and self.grpc_impl != "native":
+            raise GraphSpecError("gRPC TLS (--grpc-tls-cert) needs the native gRPC front end")
 
 
 def listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
