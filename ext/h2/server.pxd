@@ -221,7 +221,7 @@ cdef class H2Stream:
 
     cdef int take(self, const unsigned char *p, Py_ssize_t n) except -1
     cdef int respond(self) except -1
-    cdef Py_ssize_t queue_message(self, object chunks) except -1
+    cdef Py_ssize_t queue_message(self, object chunks, bint send=*) except -1
     cdef int reset(self, uint32_t error_code) except -1
     cdef int http_error(self, int status, bytes text) except -1
     cdef int finish(self, int code, str message) except -1

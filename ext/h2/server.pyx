@@ -31,6 +31,7 @@ cdef Py_ssize_t H2_ZERO_COPY_MIN = 4096
 # The largest DATA frame we send (the peer's SETTINGS_MAX_FRAME_SIZE bounds it too).
 cdef Py_ssize_t H2_MAX_DATA_FRAME = 1 << 18
 cdef bytes _DRAIN_PING = b"ige-drn\x00"
+cdef bytes _STATUS_OK = b"0"
 
 # gRPC status codes used by the transport itself
 cdef int GRPC_OK = 0
@@ -204,9 +205,10 @@ cdef class H2Stream:
             _h2_log.debug("cannot respond on stream %d: %s", self.id, nghttp2_strerror(rv).decode())
         return 0
 
-    cdef Py_ssize_t queue_message(self, object chunks) except -1:
+    cdef Py_ssize_t queue_message(self, object chunks, bint send=True) except -1:
         """Queue one gRPC message, given as its buffers (written as they are: the
-        large ones are never copied); its length on the wire (prefix included)."""
+        large ones are never copied); its length on the wire (prefix included).
+        ``send`` False: written with what comes next (finish), in the same write."""
         cdef Py_ssize_t total = 0, n
         cdef Py_buffer view
         cdef unsigned char prefix[5]
@@ -222,13 +224,18 @@ cdef class H2Stream:
                     pieces.append(c)
             else:
                 PyObject_GetBuffer(c, &view, PyBUF_SIMPLE)
-                n = view.len
-                PyBuffer_Release(&view)
-                if n:
-                    mv = memoryview(c)
-                    if mv.ndim != 1 or mv.format != "B":
-                        mv = mv.cast("B")
-                    pieces.append(mv)
+                try:
+                    n = view.len
+                    if 0 < n < H2_ZERO_COPY_MIN:
+                        # a small tensor: a copy costs less than a view of it
+                        pieces.append(PyBytes_FromStringAndSize(<char *>view.buf, n))
+                    elif n:
+                        mv = memoryview(c)
+                        if mv.ndim != 1 or mv.format != "B":
+                            mv = mv.cast("B")
+                        pieces.append(mv)
+                finally:
+                    PyBuffer_Release(&view)
             total += n
         if total > 0xFFFFFFFF:
             raise OverflowError("a gRPC message is at most 4 GiB")
@@ -241,7 +248,11 @@ cdef class H2Stream:
         self.out.extend(pieces)
         self.out_len += total + 5
         self.respond()
-        self.wake()
+        if send:
+            self.wake()
+        elif self.deferred:
+            self.deferred = False
+            nghttp2_session_resume_data(self.conn.session, self.id)
         return total + 5
 
     cdef int finish(self, int code, str message) except -1:
@@ -354,7 +365,7 @@ cdef ssize_t _read_answer(nghttp2_session *session, int32_t stream_id, uint8_t *
             data_flags[0] |= NGHTTP2_DATA_FLAG_EOF       # a plain HTTP answer: no trailers
         elif n == <size_t>s.out_len and s.out_done:
             data_flags[0] |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM
-            status = str(s.status_code).encode()
+            status = _STATUS_OK if s.status_code == 0 else str(s.status_code).encode()
             _nv(&nva[0], "grpc-status", 11, PyBytes_AS_STRING(status), PyBytes_GET_SIZE(status),
                 NGHTTP2_NV_FLAG_NO_COPY_NAME)
             _nv(&nva[1], "grpc-message", 12, PyBytes_AS_STRING(s.status_message),
