@@ -490,3 +490,54 @@ def test_requests_that_are_not_grpc(loop, native_front):
                          (bad_timeout, b"13")):
         assert answer[0][0] == "headers" and answer[0][1][b":status"] == b"200", answer
         assert answer[0][1][b"grpc-status"] == code, answer     # trailers-only
+
+
+# ---- a client that never reads ------------------------------------------------------------
+
+def test_a_client_that_never_reads_is_not_buffered_for(loop):
+    # The client opens every window wide, asks for 32 answers of 512 KiB and never
+    # reads its socket. The router answers them all, but hands the transport at most
+    # about one round of writing (1 MiB) past what the kernel took, stops reading the
+    # connection, and keeps the rest as the answers' own buffers, not copies; when the
+    # client goes, its calls are gone and the router serves on.
+    import struct
+
+    from h2kit import DATA, END_HEADERS, END_STREAM, HEADERS, MODEL_INFER, PREFACE, WINDOW_UPDATE, \
+        frame, grpc_message, request_block, settings
+
+    calls = 32
+    message = join(fp32(2).to_grpc())
+    big = np.zeros(128 * 1024, dtype=np.float32)
+
+    async def go():
+        model = await V2HttpModel(numpy_model(lambda x: big)).start()
+        try:
+            async with running_router(seq(model.url()), grpc=True) as router:
+                app = router.instance.app
+                reader, writer = await asyncio.open_connection("127.0.0.1", router.grpc_port)
+                writer.transport.pause_reading()       # never reads
+                enc = __import__("hpack").Encoder()
+                out = [PREFACE + settings((4, 0x7FFFFFFF)),
+                       frame(WINDOW_UPDATE, 0, 0, struct.pack(">I", 0x7FFFFFFF - 65535))]
+                for i in range(calls):
+                    out.append(frame(HEADERS, END_HEADERS, 2 * i + 1, request_block(MODEL_INFER, encoder=enc)))
+                    out.append(frame(DATA, END_STREAM, 2 * i + 1, grpc_message(message)))
+                writer.write(b"".join(out))
+                await eventually(lambda: app.requests_total == calls, "every call answered", timeout=30)
+                await eventually(lambda: not router.instance.grpc.h2.transports()[0].is_reading(),
+                                 "the connection no longer read")
+                buffered = [t.get_write_buffer_size() for t in router.instance.grpc.h2.transports()]
+                writer.close()
+                await eventually(lambda: router.instance.grpc.h2.open_connections == 0, "closed")
+                client = GrpcClient(router.grpc_port)
+                try:
+                    ok = await client.infer(fp32(2))
+                finally:
+                    await client.close()
+        finally:
+            await model.close()
+        return buffered, ok
+
+    buffered, ok = loop.run(go())
+    assert len(buffered) == 1 and buffered[0] <= 2 * MiB, buffered
+    assert ok.as_numpy("output0").shape == (128 * 1024,)

@@ -470,6 +470,10 @@ cdef class H2Server:
     def open_connections(self):
         return len(self.connections)
 
+    def transports(self):
+        """The transports of the open connections (tests look at their buffers)."""
+        return [(<H2Connection>c).transport for c in self.connections]
+
     def protocol_factory(self):
         return H2Connection(self)
 
