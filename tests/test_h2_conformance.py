@@ -374,3 +374,26 @@ def test_drain_sends_a_notice_then_goaway_with_the_last_stream(loop):
 
     goaways = loop.run(go())
     assert goaways == [(0x7FFFFFFF, NO_ERROR), (1, NO_ERROR)]
+
+
+def test_a_silent_connection_is_closed_after_the_handshake_timeout(loop):
+    from engine import _core
+
+    async def go():
+        server = _core.H2Server(_core.H2Handler(), handshake_timeout=0.05)
+        listener = await asyncio.get_running_loop().create_server(server.protocol_factory, "127.0.0.1", 0)
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", listener.sockets[0].getsockname()[1])
+            try:
+                # the server's SETTINGS, then EOF without the client having said a word
+                data = await asyncio.wait_for(reader.read(), 5)
+            finally:
+                writer.close()
+            await server.drain(1.0)
+        finally:
+            listener.close()
+            await listener.wait_closed()
+        return data
+
+    data = loop.run(go())
+    assert data[3] == SETTINGS

@@ -240,6 +240,7 @@ cdef class H2Server:
     cdef readonly H2Handler handler
     cdef set connections
     cdef readonly bint draining
+    cdef readonly double handshake_timeout
     cdef object drained
     cdef void connection_gone(self, H2Connection conn)
 
@@ -259,6 +260,8 @@ cdef class H2Connection:
     cdef bint writing_paused
     cdef bint drain_ping_sent
     cdef bint goaway_sent
+    cdef bint heard                     # the peer has sent something
+    cdef object timer
     cdef object error
 
     cdef int pump(self) except -1

@@ -460,8 +460,9 @@ cdef class H2Server:
     ``loop.create_server(server.protocol_factory, ...)``; ``await drain(grace)``
     sends GOAWAY, lets the streams in flight finish and closes every connection."""
 
-    def __init__(self, H2Handler handler):
+    def __init__(self, H2Handler handler, *, double handshake_timeout=120.0):
         self.handler = handler
+        self.handshake_timeout = handshake_timeout
         self.connections = set()
         self.draining = False
         self.drained = None
@@ -579,11 +580,24 @@ cdef class H2Connection:
             return
         if self.server.draining:
             self.start_drain()
+        if self.server.handshake_timeout > 0:
+            # a peer that never says anything does not keep a connection (grpc: its
+            # server handshake timeout)
+            self.timer = self.loop.call_later(self.server.handshake_timeout, self.on_handshake_timeout)
         self.pump()
+
+    def on_handshake_timeout(self):
+        self.timer = None
+        if not self.heard and not self.closed:
+            _h2_log.debug("no HTTP/2 preface in time, closing")
+            self.abort()
 
     def connection_lost(self, exc):
         cdef H2Stream s
         self.closed = True
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
         for s in list(self.streams.values()):
             s.closed = True
             try:
@@ -616,6 +630,11 @@ cdef class H2Connection:
         cdef Py_buffer view
         if self.closed:
             return
+        if not self.heard:
+            self.heard = True
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
         self.busy = True
         if type(data) is bytes:
             rv = nghttp2_session_mem_recv(self.session, <const uint8_t *>PyBytes_AS_STRING(data),
