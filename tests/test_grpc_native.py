@@ -176,6 +176,29 @@ def test_health_check_and_watch_follow_readiness(loop):
     assert (first, first_unknown, second, after) == (b"\x08\x01", b"\x08\x03", b"\x08\x02", b"\x08\x02")
 
 
+def test_a_watch_ends_when_the_front_end_stops(loop):
+    async def go():
+        async with running_router(seq("http://127.0.0.1:1/v2/models/m/infer"), grpc=True) as router:
+            client = GrpcClient(router.grpc_port)
+            try:
+                stream = client.channel.unary_stream(HEALTH + "Watch")(b"", timeout=30)
+                first = await asyncio.wait_for(stream.read(), 5)
+                stopping = asyncio.ensure_future(router.instance.grpc.stop(10))
+                second = await asyncio.wait_for(stream.read(), 5)
+                try:
+                    await asyncio.wait_for(stream.read(), 5)
+                    code = None
+                except grpc.aio.AioRpcError as e:
+                    code = e.code()
+                await asyncio.wait_for(stopping, 10)
+            finally:
+                await client.close()
+        return first, second, code
+
+    first, second, code = loop.run(go())
+    assert (first, second, code) == (b"\x08\x01", b"\x08\x02", grpc.StatusCode.UNAVAILABLE)
+
+
 # ---- deadlines, cancellation ----------------------------------------------------------
 
 def test_client_deadline_bounds_the_backend_call_and_cancels_it(loop):

@@ -13,11 +13,11 @@ cdef class GrpcHandler(H2Handler):
     cdef readonly GraphApp app
     cdef object wire                    # engine.server.grpc_wire
     cdef object parse_request           # InferRequest.from_grpc
-    cdef object response_type
     cdef object as_response             # engine.bridge.as_response
     cdef object bad_request             # BadRequestError
     cdef str version
     cdef dict watchers                  # Health.Watch streams -> (service, status sent)
+    cdef bint stopping                  # drain began: not serving, whatever the app says
 
     cdef int small_call(self, H2Stream s) except -1
     cdef int start_watch(self, H2Stream s) except -1

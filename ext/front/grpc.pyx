@@ -66,7 +66,6 @@ cdef class GrpcHandler(H2Handler):
         self.max_message_size = max_message_size
         self.wire = wire
         self.parse_request = infer_request.from_grpc
-        self.response_type = None
         self.as_response = as_response
         self.version = version
         self.watchers = {}
@@ -123,7 +122,7 @@ cdef class GrpcHandler(H2Handler):
     cdef int small_call(self, H2Stream s) except -1:
         cdef GraphApp app = self.app
         cdef object wire = self.wire
-        cdef bint ready = not app.draining
+        cdef bint ready = not app.draining and not self.stopping
         try:
             if s.rpc == RPC_SERVER_LIVE:
                 out = wire._bool_field(1, True)
@@ -169,7 +168,7 @@ cdef class GrpcHandler(H2Handler):
     cdef int health_of(self, str service):
         if service not in _HEALTH_SERVICES:
             return HEALTH_SERVICE_UNKNOWN
-        return HEALTH_NOT_SERVING if self.app.draining else HEALTH_SERVING
+        return HEALTH_NOT_SERVING if self.app.draining or self.stopping else HEALTH_SERVING
 
     def readiness_changed(self):
         """Tell every Health.Watch call the status, where it changed."""
@@ -184,6 +183,7 @@ cdef class GrpcHandler(H2Handler):
         # the watchers learn NOT_SERVING, then their calls end, so that the
         # connections they hold can close
         cdef H2Stream s
+        self.stopping = True
         self.readiness_changed()
         for s in list(self.watchers):
             s.finish(GRPC_UNAVAILABLE, "the server is shutting down")
