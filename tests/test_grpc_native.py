@@ -426,7 +426,6 @@ def test_grpc_impl_option_is_checked():
         ServeOptions(grpc_impl="go")
     with pytest.raises(GraphSpecError, match="go together"):
         ServeOptions(grpc_tls_cert="c.pem")
-    assert ServeOptions().grpc_impl == "native" or ServeOptions().grpc_impl == "grpcio"
 
 
 # ---- requests that are not gRPC -----------------------------------------------------------
@@ -564,3 +563,27 @@ def test_a_client_that_never_reads_is_not_buffered_for(loop):
     buffered, ok = loop.run(go())
     assert len(buffered) == 1 and buffered[0] <= 2 * MiB, buffered
     assert ok.as_numpy("output0").shape == (128 * 1024,)
+
+
+def test_grpc_impl_and_tls_flags(monkeypatch, capsys):
+    import orjson
+
+    import engine.logs
+    import engine.server.runner as runner
+    from engine.cli import main
+    seen = []
+    monkeypatch.setattr(runner, "serve", lambda graph, options: seen.append(options) or 0)
+    monkeypatch.setattr(engine.logs, "configure", lambda level=None: None)
+    monkeypatch.delenv("IGE_GRPC_IMPL", raising=False)
+    graph = orjson.dumps(seq("http://127.0.0.1:1/v1/models/m:predict")).decode()
+    assert main(["serve", "--graph-json", graph]) == 0
+    assert main(["serve", "--graph-json", graph, "--grpc-impl", "grpcio"]) == 0
+    monkeypatch.setenv("IGE_GRPC_IMPL", "grpcio")
+    assert main(["serve", "--graph-json", graph]) == 0
+    assert main(["serve", "--graph-json", graph, "--grpc-impl", "native",
+                 "--grpc-tls-cert", "c.pem", "--grpc-tls-key", "k.pem"]) == 0
+    assert [(o.grpc_impl, o.grpc_tls_cert, o.grpc_tls_key) for o in seen] == [
+        ("native", None, None), ("grpcio", None, None), ("grpcio", None, None),
+        ("native", "c.pem", "k.pem")]
+    assert main(["serve", "--graph-json", graph, "--grpc-tls-cert", "c.pem", "--grpc-tls-key", "k.pem"]) == 1
+    assert "needs the native gRPC front end" in capsys.readouterr().err
