@@ -28,6 +28,14 @@ def add_serve(sub) -> None:
     serve.add_argument("--http-port", type=int, default=8080)
     serve.add_argument("--grpc-port", type=int, default=8081,
                        help="gRPC front end (inference.GRPCInferenceService); 0 disables it")
+    serve.add_argument("--grpc-impl", choices=("native", "grpcio"), default=None,
+                       help="gRPC front end: native (HTTP/2 in the compiled core; the "
+                            "default) or grpcio (grpc.aio); env IGE_GRPC_IMPL")
+    serve.add_argument("--grpc-tls-cert", default=None, metavar="PEM",
+                       help="serve gRPC over TLS (ALPN h2) with this certificate chain "
+                            "(with --grpc-tls-key; native front end)")
+    serve.add_argument("--grpc-tls-key", default=None, metavar="PEM",
+                       help="the private key of --grpc-tls-cert")
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--workers", type=int, default=1,
                        help="worker processes sharing the port (SO_REUSEPORT)")
@@ -252,7 +260,7 @@ def cmd_serve(args, out, err, stdin) -> int:
         raise GraphSpecError("--enable-tls and --enable-auth (KServe's in-router TLS and "
                              "Kubernetes token review) are not supported by this router; "
                              "terminate TLS and authenticate in front of it")
-    from .server.runner import KSERVE_DRAIN_SECONDS, ServeOptions, serve
+    from .server.runner import KSERVE_DRAIN_SECONDS, ServeOptions, default_grpc_impl, serve
     logs.configure(args.log_level)
     graph = load_graph(args)
     graph.validate()
@@ -261,6 +269,8 @@ def cmd_serve(args, out, err, stdin) -> int:
     options = ServeOptions(
         host=args.host, http_port=args.http_port, workers=args.workers,
         grpc_port=args.grpc_port or None,
+        grpc_impl=args.grpc_impl or default_grpc_impl(),
+        grpc_tls_cert=args.grpc_tls_cert, grpc_tls_key=args.grpc_tls_key,
         drain_seconds=KSERVE_DRAIN_SECONDS if args.drain_seconds is None else args.drain_seconds,
         max_body_size=_limit(args.max_body_size, "--max-body-size"),
         max_grpc_message_size=None if args.max_grpc_message_size is None
