@@ -392,6 +392,10 @@ class GraphApp(FrontEnd):
     v2_front: Callable[..., Any] | None
     http_client: HttpClient | None
     graph_page: bytes | None
+    reloads: int
+    reload_errors: int
+    def swap(self, plan: CompiledPlan, propagation: HeaderPropagation,
+             graph_page: bytes | None = None) -> None: ...
     def observe_request(self, protocol: str, code: int | str, seconds: float, bytes_in: int = 0,
                         bytes_out: int = 0, ctx: RunContext | None = None) -> None: ...
     def __init__(self, plan: CompiledPlan, propagation: HeaderPropagation, *,

@@ -28,6 +28,14 @@ def add_serve(sub) -> None:
     serve.add_argument("--http-port", type=int, default=8080)
     serve.add_argument("--grpc-port", type=int, default=8081,
                        help="gRPC front end (inference.GRPCInferenceService); 0 disables it")
+    serve.add_argument("--grpc-impl", choices=("native", "grpcio"), default=None,
+                       help="gRPC front end: native (HTTP/2 in the compiled core; the "
+                            "default) or grpcio (grpc.aio); env IGE_GRPC_IMPL")
+    serve.add_argument("--grpc-tls-cert", default=None, metavar="PEM",
+                       help="serve gRPC over TLS (ALPN h2) with this certificate chain "
+                            "(with --grpc-tls-key; native front end)")
+    serve.add_argument("--grpc-tls-key", default=None, metavar="PEM",
+                       help="the private key of --grpc-tls-cert")
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--workers", type=int, default=1,
                        help="worker processes sharing the port (SO_REUSEPORT)")
@@ -57,6 +65,9 @@ def add_serve(sub) -> None:
                             "(default 0.5 ms to 60 s; env IGE_METRICS_BUCKETS)")
     serve.add_argument("--no-metrics", action="store_true",
                        help="no per-step metrics (request metrics stay)")
+    serve.add_argument("--watch", action="store_true",
+                       help="reload the graph, services and policy files when they change "
+                            "(SIGHUP reloads them in any case)")
     serve.add_argument("--access-log", action="store_true",
                        help="one JSON log record per graph request")
     serve.add_argument("--reserved-paths", metavar="engine|kserve", default=None,
@@ -214,13 +225,42 @@ def tracing_from_env():
     return config
 
 
+def reload_source(args):
+    """What SIGHUP (and --watch) reloads: the graph file (or the @FILE of
+    --graph-json), the services file and the policy file, read again (with an inline
+    --graph-json the graph stays as it was and only the files can change)."""
+    def load_again():
+        graph = load_graph(args)
+        graph.validate()
+        if args.inferencegraph_name and not graph.name:
+            graph.metadata.name = args.inferencegraph_name
+        return graph, policy_from(args)
+    return load_again
+
+
+def watch_files(args) -> tuple:
+    """The files --watch polls: the graph's, the services file and the policy file."""
+    files = []
+    if args.graph:
+        files.append(args.graph)
+    elif args.graph_json and args.graph_json.startswith("@"):
+        files.append(args.graph_json[1:])
+    for path in (args.services, policy_file_from(args)):
+        if path is not None:
+            files.append(str(path))
+    if not files:
+        raise GraphSpecError("--watch: the graph came inline (--graph-json JSON) and there is no "
+                             "--services or --policy file to watch")
+    return tuple(str(f) for f in files)
+
+
 def cmd_serve(args, out, err, stdin) -> int:
     from . import logs
     if args.enable_tls or args.enable_auth:
         raise GraphSpecError("--enable-tls and --enable-auth (KServe's in-router TLS and "
                              "Kubernetes token review) are not supported by this router; "
                              "terminate TLS and authenticate in front of it")
-    from .server.runner import KSERVE_DRAIN_SECONDS, ServeOptions, serve
+    from .server.runner import KSERVE_DRAIN_SECONDS, ServeOptions, default_grpc_impl, serve
     logs.configure(args.log_level)
     graph = load_graph(args)
     graph.validate()
@@ -229,6 +269,8 @@ def cmd_serve(args, out, err, stdin) -> int:
     options = ServeOptions(
         host=args.host, http_port=args.http_port, workers=args.workers,
         grpc_port=args.grpc_port or None,
+        grpc_impl=args.grpc_impl or default_grpc_impl(),
+        grpc_tls_cert=args.grpc_tls_cert, grpc_tls_key=args.grpc_tls_key,
         drain_seconds=KSERVE_DRAIN_SECONDS if args.drain_seconds is None else args.drain_seconds,
         max_body_size=_limit(args.max_body_size, "--max-body-size"),
         max_grpc_message_size=None if args.max_grpc_message_size is None
@@ -238,7 +280,8 @@ def cmd_serve(args, out, err, stdin) -> int:
         policy=policy_from(args),  # a TrafficPolicy is loaded and checked here, at start
         max_quick_crashes=max(1, args.worker_crash_limit),
         access_log=args.access_log, reserved_paths=reserved_paths_from(args),
-        tracing=tracing_from_env())
+        tracing=tracing_from_env(), reload_source=reload_source(args),
+        watch_files=watch_files(args) if args.watch else ())
     if options.policy.traffic is not None:
         for d in options.policy.traffic.warnings + options.policy.traffic.diagnose(graph):
             logging.getLogger("engine.server").warning(f"policy {d}")

@@ -173,8 +173,10 @@ def _switch_groups(steps) -> tuple | None:
     return tuple(groups) or None
 
 
-def compile_graph(graph, *, policy: Policy | None = None):
-    """Compile a validated Graph into a Plan (see engine.plan.Plan)."""
+def compile_graph(graph, *, policy: Policy | None = None, reuse=None):
+    """Compile a validated Graph into a Plan (see engine.plan.Plan). ``reuse``: a
+    Plan whose backend connection pools (HTTP client, gRPC channels) the new plan
+    shares, so that a reload keeps the warm connections to models both graphs call."""
     from . import gjson
     from .spec.traffic import step_policy
 
@@ -183,6 +185,9 @@ def compile_graph(graph, *, policy: Policy | None = None):
     names = reachable_nodes(graph.nodes)
     index = {name: i for i, name in enumerate(names)}
     backends = _Backends(graph, policy)
+    if reuse is not None:
+        backends.http = reuse.http_client
+        backends.grpc = reuse.grpc_pool
     nodes = []
     for name in names:
         node = graph.nodes[name]

@@ -17,16 +17,20 @@ from .spec.traffic import TrafficPolicy, load_policy
 class Graph(spec.Graph):
     __doc__ = spec.Graph.__doc__
 
-    def compile(self, *, policy: Policy | TrafficPolicy | Any = None):
+    def compile(self, *, policy: Policy | TrafficPolicy | Any = None, reuse: Any = None):
         """Compile into an executable Plan (see ``engine.compiler``).
 
         ``policy`` is an ``engine.Policy``, or a TrafficPolicy (or what
         ``engine.load_policy`` takes: a path, YAML or JSON text, a dict), which runs
-        with the default Policy; an invalid one raises GraphValidationError."""
+        with the default Policy; an invalid one raises GraphValidationError.
+        ``reuse``: a running Plan whose backend connection pools the new plan shares
+        (a reload: the old plan's requests finish on its own tables)."""
         # imported on first compile: loading, validating and drawing a graph need none
         # of the runtime
         from .compiler import compile_graph
-        return compile_graph(self, policy=as_policy(policy))
+        if reuse is None:
+            return compile_graph(self, policy=as_policy(policy))
+        return compile_graph(self, policy=as_policy(policy), reuse=reuse)
 
 
 def as_policy(policy: Policy | TrafficPolicy | Any) -> Policy | None:

@@ -150,7 +150,7 @@ def flapping(n):
 # every family the router renders, by its OpenMetrics name
 ROUTER_FAMILIES = {
     "ige_requests", "ige_requests_failed", "ige_requests_cancelled", "ige_requests_in_flight",
-    "ige_draining", "ige_headers_dropped", "ige_step_retries", "ige_step_hedges",
+    "ige_draining", "ige_graph_reloads", "ige_headers_dropped", "ige_step_retries", "ige_step_hedges",
     "ige_service_in_flight", "ige_service_queued", "ige_service_shed", "ige_endpoint_outstanding",
     "ige_endpoint_circuit_state", "ige_endpoint_circuit_opened", "ige_endpoint_circuit_rejected",
     "ige_request_duration_seconds", "ige_request_bytes", "ige_response_bytes",

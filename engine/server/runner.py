@@ -26,6 +26,16 @@ KSERVE_DRAIN_SECONDS = 30.0
 GRPC_GRACE_SECONDS = 30.0
 
 
+# The gRPC front end's implementations: "native" (engine._core: HTTP/2 on libnghttp2,
+# engine/server/grpc_native.py) or "grpcio" (grpc.aio, engine/server/grpc_front.py)
+GRPC_IMPLS = ("native", "grpcio")
+
+
+def default_grpc_impl() -> str:
+    """IGE_GRPC_IMPL, else native."""
+    return os.environ.get("IGE_GRPC_IMPL") or "native"
+
+
 # What the HTTP front end keeps for itself besides KServe's /readyz (docs/semantics.md,
 # "Paths"): "engine" (health, metrics, /v2/models/... endpoints) or "kserve" (none:
 # every other path and method runs the graph, as in KServe's router).
@@ -48,6 +58,10 @@ class ServeOptions:
     # largest gRPC request message; None: max_body_size, so that both front ends
     # accept the same payloads
     max_grpc_message_size: int | None = None
+    # which gRPC front end (GRPC_IMPLS), and TLS for it (PEM files; native only)
+    grpc_impl: str = dataclasses.field(default_factory=default_grpc_impl)
+    grpc_tls_cert: str | None = None
+    grpc_tls_key: str | None = None
     max_header_size: int = 1024 * 1024
     max_headers: int = 1000
     access_log: bool = False
@@ -56,6 +70,12 @@ class ServeOptions:
     # OpenTelemetry tracing (engine.tracing.from_env), None: off; each worker runs its
     # own tracer and export thread
     tracing: object = None
+    # hot reload: ``reload_source()`` loads the graph and its Policy again (from their
+    # files), for SIGHUP and ``watch_files``; None: the graph cannot be reloaded
+    reload_source: object = None
+    # files whose change (mtime, size, inode; polled every watch_interval s) reloads
+    watch_files: tuple = ()
+    watch_interval: float = 0.5
     # A worker that dies within quick_crash_seconds of its start is restarted after a
     # delay that doubles from restart_delay (up to max_restart_delay); after
     # max_quick_crashes such deaths in a row the router stops and exits non-zero, as a
@@ -69,6 +89,13 @@ class ServeOptions:
         if self.reserved_paths not in RESERVED_PATHS:
             raise GraphSpecError(f"reserved paths {self.reserved_paths!r} (--reserved-paths, "
                                  f"IGE_RESERVED_PATHS): expected one of {', '.join(RESERVED_PATHS)}")
+        if self.grpc_impl not in GRPC_IMPLS:
+            raise GraphSpecError(f"gRPC implementation {self.grpc_impl!r} (--grpc-impl, IGE_GRPC_IMPL): "
+                                 f"expected one of {', '.join(GRPC_IMPLS)}")
+        if (self.grpc_tls_cert is None) != (self.grpc_tls_key is None):
+            raise GraphSpecError("--grpc-tls-cert and --grpc-tls-key go together")
+        if self.grpc_tls_cert is not None and self.grpc_impl != "native":
+            raise GraphSpecError("gRPC TLS (--grpc-tls-cert) needs the native gRPC front end")
 
 
 def listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
@@ -122,6 +149,8 @@ class RouterInstance:
         self.grpc = None
         self.tracing = None
         self.stopping = asyncio.Event()
+        self.reloading = None       # the reload in progress (a Task), or None
+        self.watcher = None
 
     async def start(self):
         loop = asyncio.get_running_loop()
@@ -129,14 +158,15 @@ class RouterInstance:
             from .. import tracing
             self.tracing = tracing.start(self.options.tracing, self.graph.name or "ige")
         self.server = await loop.create_server(self.http.protocol_factory, sock=self.sock)
+        if self.options.watch_files:
+            self.watcher = asyncio.ensure_future(self.watch())
         if self.options.grpc_port is not None:
-            from .grpc_front import GrpcFrontEnd
             limit = self.options.max_grpc_message_size
-            self.grpc = GrpcFrontEnd(self.app, self.options.host, self.options.grpc_port,
-                                     self.options.max_body_size if limit is None else limit)
+            limit = self.options.max_body_size if limit is None else limit
             try:
+                self.grpc = self._grpc_front_end(limit)
                 await self.grpc.start()
-            except (RuntimeError, OSError) as e:  # grpc's "Failed to bind to address ..."
+            except (RuntimeError, OSError, ValueError) as e:  # grpc's "Failed to bind to address ..."
                 self._abandon()
                 raise ServeError(f"cannot start the gRPC front end on "
                                  f"{self.options.host}:{self.options.grpc_port}: {e}") from None
@@ -146,6 +176,82 @@ class RouterInstance:
         for w in self.plan.warnings:
             log.warning(w)
 
+    def request_reload(self):
+        """Load, validate and compile the graph again and swap it in (SIGHUP): at
+        most one reload runs; a request for one while it runs reloads again after."""
+        if self.options.reload_source is None:
+            log.warning("reload requested, but the graph has no file to reload from")
+            return
+        if self.reloading is not None and not self.reloading.done():
+            self.reloading.add_done_callback(lambda _: self.request_reload())
+            return
+        self.reloading = asyncio.ensure_future(self.reload())
+
+    async def reload(self) -> bool:
+        """One reload: the new plan is compiled off the loop (a thread), sharing the
+        running plan's connection pools, then swapped in; requests already running
+        finish on the old plan. An invalid graph or policy changes nothing: logged
+        with its field paths, counted in ige_graph_reloads_total{result="error"}."""
+        loop = asyncio.get_running_loop()
+        old = self.plan
+        try:
+            graph, policy = await loop.run_in_executor(None, self.options.reload_source)
+            plan = await loop.run_in_executor(None, lambda: graph.compile(policy=policy, reuse=old))
+        except Exception as e:
+            self.app.reload_errors += 1
+            fields = {"error": str(e)}
+            diagnostics = getattr(e, "diagnostics", None)
+            if diagnostics:
+                fields["diagnostics"] = [f"{d.path}: {d.severity}: {d.message}" for d in diagnostics]
+            log.error("reload failed: the running graph serves on", extra=fields)
+            return False
+        from .graph_page import render_graph_page
+        self.app.swap(plan.compiled, plan.propagation, render_graph_page(plan.compiled))
+        self.app.http_client = plan.http_client
+        # the old plan's pools are the new plan's: nothing to close; requests running
+        # on it hold it until they finish
+        self.graph, self.plan = graph, plan
+        for w in plan.warnings:
+            log.warning(w)
+        log.info("reloaded", extra={"graph": graph.name or "", "reloads": self.app.reloads})
+        return True
+
+    async def watch(self):
+        """Reload when a watched file changes (polled: no inotify needed, and a file
+        replaced by rename, as Kubernetes updates a mounted ConfigMap, is seen)."""
+        def stamp():
+            out = []
+            for path in self.options.watch_files:
+                try:
+                    st = os.stat(path)
+                    out.append((st.st_mtime_ns, st.st_size, st.st_ino))
+                except OSError:
+                    out.append(None)
+            return out
+        last = stamp()
+        while True:
+            await asyncio.sleep(self.options.watch_interval)
+            now = stamp()
+            if now != last:
+                last = now
+                self.request_reload()
+
+    def _grpc_front_end(self, limit: int):
+        options = self.options
+        if options.grpc_impl == "grpcio":
+            from .grpc_front import GrpcFrontEnd
+            return GrpcFrontEnd(self.app, options.host, options.grpc_port, limit)
+        from .grpc_native import NativeGrpcFrontEnd, tls_context
+        tls = None
+        if options.grpc_tls_cert is not None:
+            tls = tls_context(options.grpc_tls_cert, options.grpc_tls_key)
+        return NativeGrpcFrontEnd(self.app, options.host, options.grpc_port, limit, tls)
+
+    def _readiness_changed(self):
+        changed = getattr(self.grpc, "readiness_changed", None)
+        if changed is not None:
+            changed()
+
     def _abandon(self):
         """Undo a start that failed half-way."""
         self.server.close()
@@ -154,12 +260,18 @@ class RouterInstance:
 
     def request_stop(self):
         self.app.start_draining()
+        self._readiness_changed()
         self.stopping.set()
 
     async def stop(self):
         """Readiness fails at once; after drain_seconds stop accepting, let in-flight
         requests finish, close keep-alive connections, close backend pools."""
         self.app.start_draining()
+        if self.watcher is not None:
+            self.watcher.cancel()
+        if self.reloading is not None and not self.reloading.done():
+            await asyncio.wait([self.reloading])
+        self._readiness_changed()
         if self.options.drain_seconds > 0:
             log.info("draining", extra={"seconds": self.options.drain_seconds})
             await asyncio.sleep(self.options.drain_seconds)
@@ -186,9 +298,10 @@ async def serve_in_loop(graph, options: ServeOptions, *, sock=None, ready=None):
     instance = RouterInstance(graph, options, sock)
     await instance.start()
     handled = []
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    for sig, handler in ((signal.SIGTERM, instance.request_stop), (signal.SIGINT, instance.request_stop),
+                         (signal.SIGHUP, instance.request_reload)):
         try:
-            loop.add_signal_handler(sig, instance.request_stop)
+            loop.add_signal_handler(sig, handler)
             handled.append(sig)
         except (NotImplementedError, RuntimeError, ValueError):
             # no signal handlers on this loop or thread (an embedding program's own
@@ -251,6 +364,9 @@ class _Supervisor:
             try:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
+                # until the worker's loop handles it: a reload sent while it starts
+                # must not end it
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)
                 code = _worker_main(self.graph, self.options, sock)
             finally:
                 os._exit(code)
@@ -310,9 +426,14 @@ class _Supervisor:
             self.on_death(pid, os.waitstatus_to_exitcode(status))
         return pid
 
+    def forward_reload(self, signum, frame) -> None:
+        """SIGHUP: every worker reloads on its own."""
+        self.kill_all(signal.SIGHUP)
+
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self.forward)
         signal.signal(signal.SIGINT, self.forward)
+        signal.signal(signal.SIGHUP, self.forward_reload)
         try:
             for slot in range(self.options.workers):
                 self.spawn(slot)

@@ -3,6 +3,8 @@ cdef class GraphApp(FrontEnd):
     cdef readonly CompiledPlan plan
     cdef readonly HeaderPropagation propagation
     cdef readonly bint draining
+    cdef public long long reloads           # plans swapped in (reloads that took)
+    cdef public long long reload_errors     # reloads refused: the new graph or policy was invalid
     cdef readonly RequestStats stats
     cdef readonly object v2_front       # (app, request, path) -> answer or None: /v2/models/...
     cdef readonly object access_log

@@ -86,6 +86,18 @@ cdef class GraphApp(FrontEnd):
                 fields["trace_id"] = ctx.trace.trace_id_hex()
             self.access_log.info("request", extra=fields)
 
+    def swap(self, CompiledPlan plan, HeaderPropagation propagation, object graph_page=None):
+        """Serve new requests with ``plan`` (a reload): a request already running
+        finishes on the plan it started with, which execute() holds. The request
+        counters and histograms go on; a step's metrics are the new plan's (its
+        PlanStep slots)."""
+        if tuple(plan.buckets) != tuple(self.plan.buckets):
+            raise ValueError("a swapped plan must keep the metrics buckets")
+        self.plan = plan
+        self.propagation = propagation
+        self.graph_page = graph_page
+        self.reloads += 1
+
     def start_draining(self):
         """Readiness answers 503 from now on; requests are still served."""
         self.draining = True
@@ -195,6 +207,10 @@ cdef class GraphApp(FrontEnd):
             "# HELP ige_draining 1 once the router is draining after SIGTERM.\n"
             "# TYPE ige_draining gauge\n"
             f"ige_draining {int(self.draining)}\n"
+            "# HELP ige_graph_reloads_total Graph reloads (SIGHUP, --watch, swap), by result: ok (the new plan serves) or error (invalid, the old plan serves on).\n"
+            "# TYPE ige_graph_reloads_total counter\n"
+            f'ige_graph_reloads_total{{result="ok"}} {self.reloads}\n'
+            f'ige_graph_reloads_total{{result="error"}} {self.reload_errors}\n'
             + headers_dropped_metrics()     # core/headers.pyx
             + policy_metrics(self.plan)     # backends/policy.pyx
             + render_request_metrics(self.plan, self.stats)
