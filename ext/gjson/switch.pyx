@@ -48,9 +48,7 @@ def switch_key(path):
     cdef Arena arena
     cdef Py_ssize_t h, fi = 0
     cdef cstr q
-    h = pb.find(b".#(")
-    if pb.startswith(b"[@this].#("):
-        h = 7
+    h = pb.find(b".#(")     # P has no '#', so its end is the first '.#('
     if h <= 0:
         return None
     prefix = pb[:h]
