@@ -154,15 +154,17 @@ def _switch_groups(steps) -> tuple | None:
 
     if not SWITCH_TABLES:
         return None
-    groups, run, run_key = [], [], None
+    groups: list = []
+    run: list = []
+    run_key: tuple | None = None
 
     def close():
         if len(run) >= 2:
             groups.append((run[0].index, gjson.SwitchTable([s.condition for s in run])))
 
     for step in steps:
-        key = gjson.switch_key(step.condition_text) if step.condition is not None else None
-        key = key[:2] if key is not None else None
+        found = gjson.switch_key(step.condition_text) if step.condition is not None else None
+        key = found[:2] if found is not None else None     # the path and key; the literal differs
         if key is None or key != run_key:
             close()
             run = []
