@@ -151,8 +151,8 @@ def test_one_token_under_load_makes_one_review_and_the_cache_holds_no_token(loop
             assert {r.status for r in denied} == {401}
             assert s.kube.total_calls == 4
             keys = list(s.authorizer.cache)
-            assert keys == [hashlib.sha256(b"alice-token").digest(),
-                            hashlib.sha256(b"mallory-token").digest()]
+            assert keys == [hashlib.sha256(b"Bearer alice-token").digest(),
+                            hashlib.sha256(b"Bearer mallory-token").digest()]
             assert not any(b"token" in k for k in keys)
             assert s.authorizer.hits >= 40
     loop.run(go())
@@ -172,8 +172,8 @@ def test_the_cache_is_bounded(loop, tmp_path):
         async with Setup(tmp_path, cache_size=2) as s:
             for token in ("alice-token", "bob-token", "mallory-token"):
                 await s.router.post({}, headers=bearer(token))
-            assert list(s.authorizer.cache) == [hashlib.sha256(b"bob-token").digest(),
-                                                hashlib.sha256(b"mallory-token").digest()]
+            assert list(s.authorizer.cache) == [hashlib.sha256(b"Bearer bob-token").digest(),
+                                                hashlib.sha256(b"Bearer mallory-token").digest()]
     loop.run(go())
 
 

@@ -89,6 +89,9 @@ def _read(path: str, what: str) -> str:
                              f"{e.strerror or e}") from None
 
 
+_sha256 = hashlib.sha256
+
+
 class KubeAuthorizer:
     """GraphApp's authorizer for one InferenceGraph (the module docstring says how)."""
 
@@ -110,9 +113,9 @@ class KubeAuthorizer:
         base = config.api_url
         self.token_reviews = _core.Endpoint(base + "/apis/authentication.k8s.io/v1/tokenreviews")
         self.access_reviews = _core.Endpoint(base + "/apis/authorization.k8s.io/v1/subjectaccessreviews")
-        # SHA-256 of a token -> (expiry on the monotonic clock, None or a refusal)
+        # SHA-256 of "Bearer <token>" -> (expiry on the monotonic clock, None or a refusal)
         self.cache: collections.OrderedDict[bytes, tuple] = collections.OrderedDict()
-        # SHA-256 of a token -> the review in flight for it
+        # the same key -> the review in flight for it
         self.reviews: dict[bytes, asyncio.Task] = {}
         self.api_calls = 0
         self.hits = 0
@@ -123,8 +126,8 @@ class KubeAuthorizer:
             return NO_CREDENTIALS
         if not authorization.startswith(_BEARER):
             return NOT_BEARER
-        token = authorization[7:]
-        key = hashlib.sha256(token).digest()
+        # the whole header value is hashed: no copy of the token to slice out first
+        key = _sha256(authorization).digest()
         entry = self.cache.get(key)
         if entry is not None:
             if entry[0] > time.monotonic():
@@ -135,7 +138,7 @@ class KubeAuthorizer:
         self.misses += 1
         review = self.reviews.get(key)
         if review is None:
-            review = asyncio.get_running_loop().create_task(self.review(key, token))
+            review = asyncio.get_running_loop().create_task(self.review(key, authorization[7:]))
             self.reviews[key] = review
         # each waiter has its own future: a client that hangs up cancels its wait, not
         # the review the others share
