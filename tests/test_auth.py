@@ -330,3 +330,15 @@ async def _odh_requests(port, ca, proc):
                 "mallory": (mallory.status, reasons(mallory))}
     finally:
         await client.close()
+
+
+def test_the_cli_needs_a_graph_name_with_auth(tmp_path, monkeypatch):
+    import io
+    from engine.cli import main
+    kube = FakeKubeApi(tmp_path)
+    for name, value in kube.env().items():
+        monkeypatch.setenv(name, value)
+    err = io.StringIO()
+    code = main(["--enable-auth", "--graph-json", '{"nodes":{"root":{"routerType":"Sequence","steps":[]}}}'],
+                stdout=io.StringIO(), stderr=err)
+    assert code != 0 and "--inferencegraph-name" in err.getvalue()

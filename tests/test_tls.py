@@ -241,3 +241,16 @@ def test_server_context_is_tls12_minimum_with_http11_alpn(tmp_path):
     ctx = server_context(TlsConfig(cert_file=cert, key_file=key))
     assert ctx.minimum_version == ssl.TLSVersion.TLSv1_2
     assert isinstance(CertReloader(ctx, TlsConfig(cert_file=cert, key_file=key)).last, list)
+
+
+def test_the_cli_fails_at_start_without_the_certificate(tmp_path):
+    import io
+    from engine.cli import main
+    err = io.StringIO()
+    graph = '{"nodes":{"root":{"routerType":"Sequence","steps":[]}}}'
+    code = main(["--enable-tls", "--graph-json", graph, "--tls-cert", str(tmp_path / "x.crt"),
+                 "--tls-key", str(tmp_path / "x.key")], stdout=io.StringIO(), stderr=err)
+    assert code != 0 and "cannot load the certificate" in err.getvalue()
+    err = io.StringIO()
+    code = main(["serve", "--graph-json", graph, "--tls-cert", "a.crt"], stdout=io.StringIO(), stderr=err)
+    assert code != 0 and "need --enable-tls" in err.getvalue()
