@@ -85,7 +85,7 @@ def measure(name, extra_args, env, scheme, model_url, body_path, args, headers=(
         result = parse_wrk_output(out.stdout)
         errors = sum(result.errors.values())
         us = (after - before) / max(1, result.requests) * 1e6
-        print(f"{name:10s} {us:7.1f} us CPU/request  {result.requests / result.duration:8.0f} req/s  "
+        print(f"{name:10s} {us:7.1f} us CPU/request  {result.rps:8.0f} req/s  "
               f"p50 {result.p50_us:6.0f} us  errors {errors}", flush=True)
         return us
     finally:
@@ -114,6 +114,7 @@ def main(argv=None):
     env = dict(os.environ)
     variants = [
         ("http", [], env, "http", ()),
+        ("http+hdr", [], env, "http", (f"Authorization: Bearer {TOKEN}",)),
         ("https", ["--enable-tls", "--tls-cert", cert, "--tls-key", key], env, "https", ()),
         ("http+auth", ["--enable-auth", "--inferencegraph-name", "bench-graph"],
          dict(env, **kube.env()), "http", (f"Authorization: Bearer {TOKEN}",)),

@@ -136,9 +136,11 @@ class RouterInstance:
         self.watcher = None
         self.certs = None           # the CertReloader with TLS on
         self.cert_watcher = None
+        self.authorizer = None      # the KubeAuthorizer with --enable-auth
         if options.auth is not None:
             from .auth import KubeAuthorizer
-            self.app.authorizer = KubeAuthorizer(options.auth)
+            self.authorizer = KubeAuthorizer(options.auth)
+            self.app.authorizer = self.authorizer.check
 
     async def start(self):
         loop = asyncio.get_running_loop()
@@ -267,8 +269,8 @@ class RouterInstance:
         await self.plan.aclose()
         if self.cert_watcher is not None:
             self.cert_watcher.cancel()
-        if self.app.authorizer is not None:
-            await self.app.authorizer.close()
+        if self.authorizer is not None:
+            await self.authorizer.close()
         if self.tracing is not None:
             # the spans of the last requests are exported before the process ends
             await asyncio.get_running_loop().run_in_executor(None, self.tracing.shutdown)
