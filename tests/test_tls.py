@@ -254,3 +254,30 @@ def test_the_cli_fails_at_start_without_the_certificate(tmp_path):
     err = io.StringIO()
     code = main(["serve", "--graph-json", graph, "--tls-cert", "a.crt"], stdout=io.StringIO(), stderr=err)
     assert code != 0 and "need --enable-tls" in err.getvalue()
+
+
+def test_a_client_that_never_answers_close_notify_does_not_hold_the_stop(loop, tmp_path, monkeypatch):
+    """Closing a TLS connection waits for the client's close_notify only briefly (Go
+    does not wait at all): a client that keeps its socket and never answers must not
+    hold the router's stop for asyncio's default 30 s."""
+    import socket
+    from engine.server import tls as tls_module
+    monkeypatch.setattr(tls_module, "SHUTDOWN_SECONDS", 0.2)
+    ca = TestCA()
+
+    def request(port):
+        s = ca.client_context().wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5),
+                                            server_hostname="localhost")
+        s.sendall(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert s.recv(1000).startswith(b"HTTP/1.1 200")
+        return s    # kept open, never read again: no close_notify goes back
+
+    async def go():
+        async with running_router(seq_graph("http://127.0.0.1:9/"), options=tls_options(tmp_path, ca)) as router:
+            s = await asyncio.get_running_loop().run_in_executor(None, request, router.port)
+            try:
+                router.instance.request_stop()
+                await asyncio.wait_for(asyncio.shield(router.task), 5)
+            finally:
+                s.close()
+    loop.run(go())

@@ -164,6 +164,11 @@ class KubeAuthorizer:
                 log.warning("Kubernetes API server review failed: request refused with 503",
                             extra={"error": str(e) or type(e).__name__, "api": self.config.api_url})
                 return UNAVAILABLE
+            if decision is not None:
+                # once per review, not per request: a refused token is seen in the log
+                # at most once per deny TTL
+                log.info("request refused", extra={
+                    "status": decision[0], "reasons": [v.decode("utf-8", "replace") for _, v in decision[1]]})
             if ttl > 0:
                 self.cache[key] = (time.monotonic() + ttl, decision)
                 while len(self.cache) > self.config.cache_size:

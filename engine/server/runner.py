@@ -147,12 +147,14 @@ class RouterInstance:
         if self.options.tracing is not None:
             from .. import tracing
             self.tracing = tracing.start(self.options.tracing, self.graph.name or "ige")
-        ctx = None
         if self.options.tls is not None:
             from . import tls
             ctx = tls.server_context(self.options.tls)
             self.certs = tls.CertReloader(ctx, self.options.tls)
-        self.server = await loop.create_server(self.http.protocol_factory, sock=self.sock, ssl=ctx)
+            self.server = await loop.create_server(self.http.protocol_factory, sock=self.sock, ssl=ctx,
+                                                   ssl_shutdown_timeout=tls.SHUTDOWN_SECONDS)
+        else:
+            self.server = await loop.create_server(self.http.protocol_factory, sock=self.sock)
         if self.certs is not None and self.options.tls.reload_interval > 0:
             self.cert_watcher = asyncio.ensure_future(self.certs.run())
         if self.options.watch_files:

@@ -16,6 +16,11 @@ log = logging.getLogger("engine.server")
 # its router reads it (ListenAndServeTLS)
 DEFAULT_CERT = "/etc/tls/private/tls.crt"
 DEFAULT_KEY = "/etc/tls/private/tls.key"
+# How long a closing connection waits for the client's close_notify before it is cut.
+# asyncio's default (30 s) keeps every connection whose client does not answer one
+# (many just close their socket) open that long, and holds a stop for as long; Go's
+# server sends its close_notify and closes at once.
+SHUTDOWN_SECONDS = 1.0
 
 
 @dataclasses.dataclass
