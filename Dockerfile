@@ -15,6 +15,9 @@ FROM ${BUILD_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY pyproject.toml setup.py README.md ./
+# engine._core links libnghttp2 (the native gRPC front end's HTTP/2)
+COPY scripts/system-deps.sh scripts/
+RUN sh scripts/system-deps.sh
 COPY protos/ protos/
 COPY ext/ ext/
 COPY engine/ engine/
@@ -40,6 +43,10 @@ RUN python3 -m venv /opt/ige \
  && /opt/ige/bin/python -m compileall -q -f --invalidation-mode unchecked-hash /opt/ige/lib
 
 FROM ${RUNTIME_IMAGE}
+# the one shared library engine._core links beyond Python's
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends libnghttp2-14 \
+ && rm -rf /var/lib/apt/lists/*
 # Nothing may be written at run time (the controller sets readOnlyRootFilesystem):
 # Python must not try to write bytecode, and HOME points at a directory that does not
 # exist rather than at /root.

@@ -9,7 +9,9 @@ STAMP  := $(VENV)/.installed
 
 install: $(STAMP) build
 
-$(STAMP): pyproject.toml setup.py
+# scripts/system-deps.sh installs libnghttp2-dev (linked by engine._core) when missing
+$(STAMP): pyproject.toml setup.py scripts/system-deps.sh
+	sh scripts/system-deps.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -U pip setuptools wheel "Cython>=3.0.8" "grpcio-tools>=1.60"
 	$(PY) -m pip install -q --no-build-isolation -e '.[test,bench]'

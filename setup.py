@@ -9,6 +9,8 @@ The gRPC modules engine/protos/grpc_predict_v2_pb2*.py are generated here from
 protos/grpc_predict_v2.proto with grpcio-tools (a build requirement), never committed.
 """
 import os
+import shutil
+import subprocess
 from pathlib import Path
 
 from Cython.Build import cythonize
@@ -70,6 +72,31 @@ def generate_protos():
         raise SystemExit(f"protoc failed on {proto}")
 
 
+def nghttp2_flags() -> tuple[list, list, list]:
+    """Compile and link flags of libnghttp2 (engine._core's HTTP/2 layer, ext/h2/):
+    pkg-config's, else -lnghttp2 when the header is where the compiler looks. Fails
+    with how to get it: scripts/system-deps.sh installs Debian's libnghttp2-dev."""
+    if shutil.which("pkg-config"):
+        try:
+            out = subprocess.run(["pkg-config", "--cflags", "--libs", "libnghttp2"],
+                                 check=True, capture_output=True, text=True).stdout.split()
+        except subprocess.CalledProcessError:
+            out = None
+        if out is not None:
+            dirs = [f[2:] for f in out if f.startswith("-I")]
+            lib_dirs = [f[2:] for f in out if f.startswith("-L")]
+            libs = [f[2:] for f in out if f.startswith("-l")] or ["nghttp2"]
+            return dirs, lib_dirs, libs
+    for include in ("/usr/include", "/usr/local/include"):
+        if (Path(include) / "nghttp2" / "nghttp2.h").exists():
+            return [], [], ["nghttp2"]
+    raise SystemExit(
+        "engine._core needs libnghttp2 (the HTTP/2 library of the gRPC front end) and "
+        "its header nghttp2/nghttp2.h: install Debian's libnghttp2-dev "
+        "(sh scripts/system-deps.sh, or apt-get install libnghttp2-dev), or point "
+        "PKG_CONFIG_PATH at a libnghttp2.pc")
+
+
 def extensions():
     macros = [("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")]
     cflags = ["-O3", "-fno-strict-aliasing"]
@@ -81,11 +108,16 @@ def extensions():
     modules = []
     for pyx in sorted((HERE / "ext").glob("_*.pyx")):
         drop_stale_c(pyx, mode_changed)
+        # only engine._core speaks HTTP/2
+        dirs, lib_dirs, libs = nghttp2_flags() if pyx.stem == "_core" else ([], [], [])
         modules.append(Extension(
             f"engine.{pyx.stem}",
             [str(pyx.relative_to(HERE))],
             define_macros=macros,
             extra_compile_args=cflags,
+            include_dirs=dirs,
+            library_dirs=lib_dirs,
+            libraries=libs,
         ))
     MODE_FILE.write_text(mode)
     return cythonize(

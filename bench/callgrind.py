@@ -31,6 +31,11 @@ Scenarios (client + router + model, all in the process):
   grpc     gRPC ModelInfer (grpc.aio client) -> the router's gRPC front end -> 1-step
            Sequence over HTTP v2 to an identity v2 model, FP32 [1,16] tensor; grpc's
            own threads make the all-threads figure vary: compare the main thread
+  grpc-h2  the same call from a hand-written HTTP/2 client (one precomputed header
+           block, frames read with struct): the client costs little, so the figure is
+           mostly the router's own; works against either front end
+  grpc-grpcio, grpc-h2-grpcio   grpc and grpc-h2 against the grpc.aio front end
+           (--grpc-impl grpcio) of the same tree: native and grpcio in one run
 """
 import argparse
 import asyncio
@@ -102,8 +107,60 @@ async def grpc_client(port: int, n: int) -> None:
                     raise SystemExit(f"ir: unexpected answer {got!r}")
 
 
+async def grpc_h2_client(port: int, n: int) -> None:
+    """ModelInfer n times, one at a time, over one HTTP/2 connection written by hand."""
+    import struct
+
+    import numpy as np
+    from engine.oip import InferRequest, InferResponse, from_numpy, join
+    x = np.arange(16, dtype=np.float32).reshape(1, 16)
+    message = join(InferRequest("g", [from_numpy("x", x)]).to_grpc())
+
+    def frame(kind, flags, stream, payload=b""):
+        return struct.pack(">I", len(payload))[1:] + bytes([kind, flags]) + struct.pack(">I", stream) + payload
+
+    def literal(name: bytes, value: bytes) -> bytes:      # HPACK literal, never indexed
+        return b"\x10" + bytes([len(name)]) + name + bytes([len(value)]) + value
+
+    path = b"/inference.GRPCInferenceService/ModelInfer"
+    # :method POST and :scheme http from the static table; the rest literal, so that
+    # the block is the same for every request
+    block = b"\x83\x86" + b"\x04" + bytes([len(path)]) + path + b"\x01\x09127.0.0.1" + \
+        literal(b"content-type", b"application/grpc") + literal(b"te", b"trailers")
+    body = b"\x00" + struct.pack(">I", len(message)) + message
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame(4, 0, 0))
+    try:
+        for i in range(n):
+            sid = 2 * i + 1
+            writer.write(frame(1, 4, sid, block) + frame(0, 1, sid, body))
+            data = b""
+            while True:
+                head = await reader.readexactly(9)
+                length = int.from_bytes(head[:3], "big")
+                kind, flags = head[3], head[4]
+                payload = await reader.readexactly(length) if length else b""
+                if kind == 4 and not flags & 1:
+                    writer.write(frame(4, 1, 0))
+                elif kind == 6 and not flags & 1:
+                    writer.write(frame(6, 1, 0, payload))
+                elif kind == 0 and length:
+                    data += payload
+                    writer.write(frame(8, 0, 0, struct.pack(">I", length)))
+                elif kind in (3, 7):
+                    raise SystemExit(f"ir: the server reset the call ({kind})")
+                if kind in (0, 1) and flags & 1 and int.from_bytes(head[5:9], "big") == sid:
+                    break
+            if i == 0 or i == n - 1:
+                got = InferResponse.from_grpc(data[5:]).as_numpy("x")
+                if not np.array_equal(got, x):
+                    raise SystemExit(f"ir: unexpected answer {got!r}")
+    finally:
+        writer.close()
+
+
 SCENARIOS = ["seq1", "policy", "switch", "seq2", "seq2-off", "seq2-trace", "seq2-path", "ens4",
-             "ens4-off", "ens4-trace", "grpc"]
+             "ens4-off", "ens4-trace", "grpc", "grpc-h2", "grpc-grpcio", "grpc-h2-grpcio"]
 
 
 def start_null_tracing():
@@ -135,7 +192,8 @@ def never_firing_policy(url_a: str, url_b: str):
 
 
 async def main(scenario: str, n: int) -> None:
-    if scenario == "grpc":
+    grpc = scenario.startswith("grpc")
+    if grpc:
         model, mport = await serve(v2_identity_model())
         url = f"http://127.0.0.1:{mport}/v2/models/m/infer"
     else:
@@ -143,7 +201,9 @@ async def main(scenario: str, n: int) -> None:
         model, mport = await serve(http_model(answer))
         url = f"http://127.0.0.1:{mport}/v1/models/m:predict"
     options = ServeOptions(host="127.0.0.1", http_port=0, drain_seconds=0,
-                           grpc_port=0 if scenario == "grpc" else None)
+                           grpc_port=0 if grpc else None)
+    if scenario.endswith("-grpcio"):
+        options.grpc_impl = "grpcio"
     if scenario == "policy":
         twin, tport = await serve(http_model(answer))
         options.policy.traffic = never_firing_policy(url, f"http://127.0.0.1:{tport}/v1/models/m:predict")
@@ -170,7 +230,9 @@ async def main(scenario: str, n: int) -> None:
     inst = RouterInstance(engine.load(graph), options, sock)
     await inst.start()
     try:
-        if scenario == "grpc":
+        if scenario.startswith("grpc-h2"):
+            await grpc_h2_client(inst.grpc.port, n)
+        elif grpc:
             await grpc_client(inst.grpc.port, n)
         else:
             body = b'{"instances":1}'

@@ -28,6 +28,14 @@ def add_serve(sub) -> None:
     serve.add_argument("--http-port", type=int, default=8080)
     serve.add_argument("--grpc-port", type=int, default=8081,
                        help="gRPC front end (inference.GRPCInferenceService); 0 disables it")
+    serve.add_argument("--grpc-impl", choices=("native", "grpcio"), default=None,
+                       help="gRPC front end: native (HTTP/2 in the compiled core; the "
+                            "default) or grpcio (grpc.aio); env IGE_GRPC_IMPL")
+    serve.add_argument("--grpc-tls-cert", default=None, metavar="PEM",
+                       help="serve gRPC over TLS (ALPN h2) with this certificate chain "
+                            "(with --grpc-tls-key; native front end)")
+    serve.add_argument("--grpc-tls-key", default=None, metavar="PEM",
+                       help="the private key of --grpc-tls-cert")
     serve.add_argument("--host", default="0.0.0.0")
     serve.add_argument("--workers", type=int, default=1,
                        help="worker processes sharing the port (SO_REUSEPORT)")
@@ -264,7 +272,7 @@ def watch_files(args) -> tuple:
 
 def cmd_serve(args, out, err, stdin) -> int:
     from . import logs
-    from .server.runner import KSERVE_DRAIN_SECONDS, ServeOptions, serve
+    from .server.runner import KSERVE_DRAIN_SECONDS, ServeOptions, default_grpc_impl, serve
     tls, auth = security_from(args)
     grpc_port = args.grpc_port or None
     if auth is not None and grpc_port is not None:
@@ -280,6 +288,8 @@ def cmd_serve(args, out, err, stdin) -> int:
     options = ServeOptions(
         host=args.host, http_port=args.http_port, workers=args.workers,
         grpc_port=grpc_port, tls=tls, auth=auth,
+        grpc_impl=args.grpc_impl or default_grpc_impl(),
+        grpc_tls_cert=args.grpc_tls_cert, grpc_tls_key=args.grpc_tls_key,
         drain_seconds=KSERVE_DRAIN_SECONDS if args.drain_seconds is None else args.drain_seconds,
         max_body_size=_limit(args.max_body_size, "--max-body-size"),
         max_grpc_message_size=None if args.max_grpc_message_size is None

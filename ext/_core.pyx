@@ -25,6 +25,9 @@ include "http/common.pyx"
 include "http/server.pyx"
 include "http/client.pyx"
 
+# h2: HTTP/2 connections on libnghttp2 and gRPC message framing
+include "h2/server.pyx"
+
 # oip: the Open Inference Protocol v2 wire codec
 include "oip/codec.pyx"
 
@@ -45,3 +48,4 @@ include "backends/policy.pyx"
 
 # front: what a front end hands the executor and how it answers
 include "front/app.pyx"
+include "front/grpc.pyx"

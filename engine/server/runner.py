@@ -26,6 +26,16 @@ KSERVE_DRAIN_SECONDS = 30.0
 GRPC_GRACE_SECONDS = 30.0
 
 
+# The gRPC front end's implementations: "native" (engine._core: HTTP/2 on libnghttp2,
+# engine/server/grpc_native.py) or "grpcio" (grpc.aio, engine/server/grpc_front.py)
+GRPC_IMPLS = ("native", "grpcio")
+
+
+def default_grpc_impl() -> str:
+    """IGE_GRPC_IMPL, else native."""
+    return os.environ.get("IGE_GRPC_IMPL") or "native"
+
+
 # What the HTTP front end keeps for itself besides KServe's /readyz (docs/semantics.md,
 # "Paths"): "engine" (health, metrics, /v2/models/... endpoints) or "kserve" (none:
 # every other path and method runs the graph, as in KServe's router).
@@ -48,6 +58,10 @@ class ServeOptions:
     # largest gRPC request message; None: max_body_size, so that both front ends
     # accept the same payloads
     max_grpc_message_size: int | None = None
+    # which gRPC front end (GRPC_IMPLS), and TLS for it (PEM files; native only)
+    grpc_impl: str = dataclasses.field(default_factory=default_grpc_impl)
+    grpc_tls_cert: str | None = None
+    grpc_tls_key: str | None = None
     max_header_size: int = 1024 * 1024
     max_headers: int = 1000
     access_log: bool = False
@@ -79,6 +93,13 @@ class ServeOptions:
         if self.reserved_paths not in RESERVED_PATHS:
             raise GraphSpecError(f"reserved paths {self.reserved_paths!r} (--reserved-paths, "
                                  f"IGE_RESERVED_PATHS): expected one of {', '.join(RESERVED_PATHS)}")
+        if self.grpc_impl not in GRPC_IMPLS:
+            raise GraphSpecError(f"gRPC implementation {self.grpc_impl!r} (--grpc-impl, IGE_GRPC_IMPL): "
+                                 f"expected one of {', '.join(GRPC_IMPLS)}")
+        if (self.grpc_tls_cert is None) != (self.grpc_tls_key is None):
+            raise GraphSpecError("--grpc-tls-cert and --grpc-tls-key go together")
+        if self.grpc_tls_cert is not None and self.grpc_impl != "native":
+            raise GraphSpecError("gRPC TLS (--grpc-tls-cert) needs the native gRPC front end")
 
 
 def listening_socket(host: str, port: int, reuse_port: bool) -> socket.socket:
@@ -160,13 +181,12 @@ class RouterInstance:
         if self.options.watch_files:
             self.watcher = asyncio.ensure_future(self.watch())
         if self.options.grpc_port is not None:
-            from .grpc_front import GrpcFrontEnd
             limit = self.options.max_grpc_message_size
-            self.grpc = GrpcFrontEnd(self.app, self.options.host, self.options.grpc_port,
-                                     self.options.max_body_size if limit is None else limit)
+            limit = self.options.max_body_size if limit is None else limit
             try:
+                self.grpc = self._grpc_front_end(limit)
                 await self.grpc.start()
-            except (RuntimeError, OSError) as e:  # grpc's "Failed to bind to address ..."
+            except (RuntimeError, OSError, ValueError) as e:  # grpc's "Failed to bind to address ..."
                 self._abandon()
                 raise ServeError(f"cannot start the gRPC front end on "
                                  f"{self.options.host}:{self.options.grpc_port}: {e}") from None
@@ -236,6 +256,22 @@ class RouterInstance:
                 last = now
                 self.request_reload()
 
+    def _grpc_front_end(self, limit: int):
+        options = self.options
+        if options.grpc_impl == "grpcio":
+            from .grpc_front import GrpcFrontEnd
+            return GrpcFrontEnd(self.app, options.host, options.grpc_port, limit)
+        from .grpc_native import NativeGrpcFrontEnd, tls_context
+        tls = None
+        if options.grpc_tls_cert is not None:
+            tls = tls_context(options.grpc_tls_cert, options.grpc_tls_key)
+        return NativeGrpcFrontEnd(self.app, options.host, options.grpc_port, limit, tls)
+
+    def _readiness_changed(self):
+        changed = getattr(self.grpc, "readiness_changed", None)
+        if changed is not None:
+            changed()
+
     def _abandon(self):
         """Undo a start that failed half-way."""
         self.server.close()
@@ -246,6 +282,7 @@ class RouterInstance:
 
     def request_stop(self):
         self.app.start_draining()
+        self._readiness_changed()
         self.stopping.set()
 
     async def stop(self):
@@ -256,6 +293,7 @@ class RouterInstance:
             self.watcher.cancel()
         if self.reloading is not None and not self.reloading.done():
             await asyncio.wait([self.reloading])
+        self._readiness_changed()
         if self.options.drain_seconds > 0:
             log.info("draining", extra={"seconds": self.options.drain_seconds})
             await asyncio.sleep(self.options.drain_seconds)
