@@ -394,6 +394,9 @@ class GraphApp(FrontEnd):
     graph_page: bytes | None
     reloads: int
     reload_errors: int
+    # (Authorization header value or None) -> None (allowed), a refusal
+    # (status, headers, body), or an awaitable of either; None: no check
+    authorizer: Callable[[bytes | None], Any] | None
     def swap(self, plan: CompiledPlan, propagation: HeaderPropagation,
              graph_page: bytes | None = None) -> None: ...
     def observe_request(self, protocol: str, code: int | str, seconds: float, bytes_in: int = 0,

@@ -76,8 +76,24 @@ def add_serve(sub) -> None:
                             "as KServe's router: every other path runs the graph); "
                             "env IGE_RESERVED_PATHS")
     serve.add_argument("--inferencegraph-name", help="the InferenceGraph's name (KServe's router flag)")
-    serve.add_argument("--enable-tls", action="store_true", help=argparse.SUPPRESS)
-    serve.add_argument("--enable-auth", action="store_true", help=argparse.SUPPRESS)
+    serve.add_argument("--enable-tls", action="store_true",
+                       help="serve HTTPS on the HTTP port (Open Data Hub's router flag); the "
+                            "certificate is reloaded when its files change")
+    serve.add_argument("--tls-cert", default=None, metavar="FILE",
+                       help="with --enable-tls: the certificate chain (default /etc/tls/private/tls.crt)")
+    serve.add_argument("--tls-key", default=None, metavar="FILE",
+                       help="with --enable-tls: the private key (default /etc/tls/private/tls.key)")
+    serve.add_argument("--enable-auth", action="store_true",
+                       help="graph requests need a bearer token that may 'get' the "
+                            "InferenceGraph --inferencegraph-name (Kubernetes TokenReview and "
+                            "SubjectAccessReview; Open Data Hub's router flag; docs/security.md)")
+    serve.add_argument("--auth-allow-ttl", type=float, default=10.0, metavar="S",
+                       help="with --enable-auth: seconds an allowed token stays allowed (default 10)")
+    serve.add_argument("--auth-deny-ttl", type=float, default=5.0, metavar="S",
+                       help="with --enable-auth: seconds a refused token stays refused (default 5)")
+    serve.add_argument("--auth-timeout", type=float, default=5.0, metavar="S",
+                       help="with --enable-auth: bound on the API server's reviews of a token; "
+                            "later, the request gets 503 (default 5)")
     serve.set_defaults(handler=cmd_serve)
 
 
@@ -256,11 +272,14 @@ def watch_files(args) -> tuple:
 
 def cmd_serve(args, out, err, stdin) -> int:
     from . import logs
-    if args.enable_tls or args.enable_auth:
-        raise GraphSpecError("--enable-tls and --enable-auth (KServe's in-router TLS and "
-                             "Kubernetes token review) are not supported by this router; "
-                             "terminate TLS and authenticate in front of it")
     from .server.runner import KSERVE_DRAIN_SECONDS, ServeOptions, default_grpc_impl, serve
+    tls, auth = security_from(args)
+    grpc_port = args.grpc_port or None
+    if auth is not None and grpc_port is not None:
+        # the token check covers HTTP only: a gRPC port would let requests around it
+        logging.getLogger("engine.server").warning(
+            "--enable-auth: the gRPC front end is off (the token check covers HTTP only)")
+        grpc_port = None
     logs.configure(args.log_level)
     graph = load_graph(args)
     graph.validate()
@@ -268,7 +287,7 @@ def cmd_serve(args, out, err, stdin) -> int:
         graph.metadata.name = args.inferencegraph_name
     options = ServeOptions(
         host=args.host, http_port=args.http_port, workers=args.workers,
-        grpc_port=args.grpc_port or None,
+        grpc_port=grpc_port, tls=tls, auth=auth,
         grpc_impl=args.grpc_impl or default_grpc_impl(),
         grpc_tls_cert=args.grpc_tls_cert, grpc_tls_key=args.grpc_tls_key,
         drain_seconds=KSERVE_DRAIN_SECONDS if args.drain_seconds is None else args.drain_seconds,
@@ -287,6 +306,32 @@ def cmd_serve(args, out, err, stdin) -> int:
             logging.getLogger("engine.server").warning(f"policy {d}")
     graph.compile(policy=options.policy)  # fail here, before any worker starts
     return serve(graph, options)
+
+
+def security_from(args) -> tuple:
+    """(TlsConfig or None, AuthConfig or None) of --enable-tls and --enable-auth,
+    checked here: certificate, key, API server address, token, CA and namespace files
+    are loaded once at start, so that a pod missing one fails to start."""
+    tls = auth = None
+    if args.enable_tls:
+        from .server import tls as tls_module
+        tls = tls_module.TlsConfig(cert_file=args.tls_cert or tls_module.DEFAULT_CERT,
+                                   key_file=args.tls_key or tls_module.DEFAULT_KEY)
+        tls_module.server_context(tls)
+    elif args.tls_cert or args.tls_key:
+        raise GraphSpecError("--tls-cert and --tls-key need --enable-tls")
+    if args.enable_auth:
+        from .server.auth import AuthConfig, KubeAuthorizer
+        for option, value in (("--auth-allow-ttl", args.auth_allow_ttl),
+                              ("--auth-deny-ttl", args.auth_deny_ttl)):
+            if value < 0:
+                raise GraphSpecError(f"{option} {value}: must be 0 (no caching) or more")
+        if args.auth_timeout <= 0:
+            raise GraphSpecError(f"--auth-timeout {args.auth_timeout}: must be more than 0")
+        auth = AuthConfig.from_env(args.inferencegraph_name or "", allow_ttl=args.auth_allow_ttl,
+                                   deny_ttl=args.auth_deny_ttl, timeout=args.auth_timeout)
+        KubeAuthorizer(auth)
+    return tls, auth
 
 
 def cmd_run(args, out, err, stdin) -> int:

@@ -76,6 +76,10 @@ class ServeOptions:
     # files whose change (mtime, size, inode; polled every watch_interval s) reloads
     watch_files: tuple = ()
     watch_interval: float = 0.5
+    # HTTPS on the HTTP port (engine.server.tls.TlsConfig), None: plain HTTP
+    tls: object = None
+    # Kubernetes token auth of graph requests (engine.server.auth.AuthConfig), None: off
+    auth: object = None
     # A worker that dies within quick_crash_seconds of its start is restarted after a
     # delay that doubles from restart_delay (up to max_restart_delay); after
     # max_quick_crashes such deaths in a row the router stops and exits non-zero, as a
@@ -151,13 +155,29 @@ class RouterInstance:
         self.stopping = asyncio.Event()
         self.reloading = None       # the reload in progress (a Task), or None
         self.watcher = None
+        self.certs = None           # the CertReloader with TLS on
+        self.cert_watcher = None
+        self.authorizer = None      # the KubeAuthorizer with --enable-auth
+        if options.auth is not None:
+            from .auth import KubeAuthorizer
+            self.authorizer = KubeAuthorizer(options.auth)
+            self.app.authorizer = self.authorizer.check
 
     async def start(self):
         loop = asyncio.get_running_loop()
         if self.options.tracing is not None:
             from .. import tracing
             self.tracing = tracing.start(self.options.tracing, self.graph.name or "ige")
-        self.server = await loop.create_server(self.http.protocol_factory, sock=self.sock)
+        if self.options.tls is not None:
+            from . import tls
+            ctx = tls.server_context(self.options.tls)
+            self.certs = tls.CertReloader(ctx, self.options.tls)
+            self.server = await loop.create_server(self.http.protocol_factory, sock=self.sock, ssl=ctx,
+                                                   ssl_shutdown_timeout=tls.SHUTDOWN_SECONDS)
+        else:
+            self.server = await loop.create_server(self.http.protocol_factory, sock=self.sock)
+        if self.certs is not None and self.options.tls.reload_interval > 0:
+            self.cert_watcher = asyncio.ensure_future(self.certs.run())
         if self.options.watch_files:
             self.watcher = asyncio.ensure_future(self.watch())
         if self.options.grpc_port is not None:
@@ -255,6 +275,8 @@ class RouterInstance:
     def _abandon(self):
         """Undo a start that failed half-way."""
         self.server.close()
+        if self.cert_watcher is not None:
+            self.cert_watcher.cancel()
         if self.tracing is not None:
             self.tracing.shutdown(timeout=1.0)
 
@@ -285,6 +307,10 @@ class RouterInstance:
         if grpc_stop is not None:
             await grpc_stop
         await self.plan.aclose()
+        if self.cert_watcher is not None:
+            self.cert_watcher.cancel()
+        if self.authorizer is not None:
+            await self.authorizer.close()
         if self.tracing is not None:
             # the spans of the last requests are exported before the process ends
             await asyncio.get_running_loop().run_in_executor(None, self.tracing.shutdown)
@@ -309,7 +335,8 @@ async def serve_in_loop(graph, options: ServeOptions, *, sock=None, ready=None):
             # ValueError): the caller stops us with request_stop()
             pass
     host, port = sock.getsockname()[:2]
-    log.info("serving", extra={"graph": graph.name or "", "url": f"http://{host}:{port}",
+    scheme = "https" if options.tls is not None else "http"
+    log.info("serving", extra={"graph": graph.name or "", "url": f"{scheme}://{host}:{port}",
                                "pid": os.getpid()})
     if instance.grpc is not None:
         log.info("serving gRPC", extra={"port": instance.grpc.port, "pid": os.getpid()})

@@ -11,5 +11,8 @@ cdef class GraphApp(FrontEnd):
     cdef public object http_client      # the plan's HttpClient: its pools on /metrics, or None
     cdef public object graph_page       # bytes answered at GET /graph, or None: the path runs the graph
     cdef readonly bint kserve_paths     # only /readyz is special; every other path runs the graph
+    cdef public object authorizer       # (Authorization value or None) -> None, refusal, or awaitable of one; None: off
     cdef object run_graph(self, HttpRequest request)
+    cdef object route(self, HttpRequest request, bytes path)
+    cdef object guarded(self, HttpRequest request, bytes path)
     cpdef bytes metrics_text(self)

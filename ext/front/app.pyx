@@ -42,6 +42,7 @@ cdef class GraphApp(FrontEnd):
         self.access_log = None
         self.http_client = None
         self.graph_page = None
+        self.authorizer = None
 
     @property
     def requests_total(self):
@@ -137,6 +138,8 @@ cdef class GraphApp(FrontEnd):
                 return HttpResponse(503, b"shutting down\n", _TEXT_HEADERS)
             return HttpResponse(200, b"")
         if self.kserve_paths:
+            if self.authorizer is not None:
+                return self.guarded(request, path)
             return self.run_graph(request)
         if path == _HEALTHZ or path == _V2_LIVE:
             return HttpResponse(200, b"")
@@ -146,6 +149,15 @@ cdef class GraphApp(FrontEnd):
             if wants_openmetrics(request.headers):      # core/metrics.pyx
                 return HttpResponse(200, self.metrics_openmetrics(), OPENMETRICS_HEADERS)
             return HttpResponse(200, self.metrics_text(), _TEXT_HEADERS[:1])
+        if self.authorizer is not None:
+            return self.guarded(request, path)
+        return self.route(request, path)
+
+    cdef object route(self, HttpRequest request, bytes path):
+        """The answer of a path that is not a probe or /metrics: the graph page, the
+        /v2/models/... endpoints, else the graph."""
+        if self.kserve_paths:
+            return self.run_graph(request)
         if path == _GRAPH and request.method == b"GET" and self.graph_page is not None:
             return HttpResponse(200, self.graph_page, _HTML_HEADERS)
         if self.v2_front is not None and path.startswith(b"/v2/models/"):
@@ -153,6 +165,24 @@ cdef class GraphApp(FrontEnd):
             if v2 is not None:
                 return v2
         return self.run_graph(request)
+
+    cdef object guarded(self, HttpRequest request, bytes path):
+        """route() once ``authorizer`` allows the request's Authorization header (the
+        first one, as Go's Header.Get): a decision it has cached comes back at once,
+        else an awaitable of it."""
+        cdef object value = None
+        cdef tuple pair
+        for item in request.headers:
+            pair = <tuple>item
+            if header_is(<bytes>pair[0], b"authorization", 13):
+                value = pair[1]
+                break
+        decision = self.authorizer(value)
+        if decision is None:
+            return self.route(request, path)
+        if type(decision) is tuple:
+            return _refusal(<tuple>decision)
+        return _route_when_allowed(self, decision, request, path)
 
     cdef object run_graph(self, HttpRequest request):
         cdef RunContext ctx = RunContext(self.propagation.select(request.headers),
@@ -223,6 +253,21 @@ cdef class GraphApp(FrontEnd):
         """metrics_text() as OpenMetrics 1.0 (openmetrics_text, core/metrics.pyx): what
         GET /metrics answers a scrape whose Accept lists application/openmetrics-text."""
         return openmetrics_text(self.metrics_text())
+
+
+cdef HttpResponse _refusal(tuple decision):
+    """An authorizer's refusal: (status, [(name, value) bytes pairs], body)."""
+    return make_response(decision[0], decision[2], decision[1])
+
+
+async def _route_when_allowed(GraphApp app, object decision, HttpRequest request, bytes path):
+    refusal = await decision
+    if refusal is not None:
+        return _refusal(<tuple>refusal)
+    answer = app.route(request, path)
+    if type(answer) is HttpResponse:
+        return answer
+    return await answer
 
 
 cdef str render_request_metrics(CompiledPlan plan, RequestStats stats):
