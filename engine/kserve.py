@@ -30,6 +30,7 @@ from . import bridge, oip
 from .errors import BadRequestError
 from .graph import load
 from .server.grpc_front import grpc_code_for
+from .server.grpc_wire import error_text
 
 __all__ = ["GraphAnswerError", "GraphModel", "model_step"]
 
@@ -43,7 +44,7 @@ class GraphAnswerError(InferenceError):
     with ``{"error": reason}``."""
 
     def __init__(self, status: int, body: bytes, content_type: bytes | None):
-        super().__init__(_error_text(body))
+        super().__init__(error_text(body))
         self.http_status = status
         self.body = body
         self.content_type = content_type
@@ -51,20 +52,6 @@ class GraphAnswerError(InferenceError):
 
 class _GrpcGraphAnswer(GrpcException):
     """A non-2xx graph answer on KServe's gRPC server: the router's status code."""
-
-
-def _error_text(body) -> str:
-    """The reason in a graph's error body (KServe's ``cause`` or a model's ``error``)."""
-    raw = bytes(body)
-    try:
-        doc = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return raw.decode("utf-8", "replace")
-    if isinstance(doc, dict):
-        for key in ("cause", "error", "detail", "message"):
-            if isinstance(doc.get(key), str):
-                return doc[key]
-    return raw.decode("utf-8", "replace")
 
 
 async def _graph_answer_handler(_request, exc: GraphAnswerError):
@@ -223,7 +210,7 @@ class GraphModel(kserve.Model):
         if not 200 <= r.status <= 299:
             body = bridge.http_answer(r.body) if not isinstance(r.body, (bytes, bytearray, memoryview)) else r.body
             if grpc:
-                cause = _error_text(body)
+                cause = error_text(body)
                 raise _GrpcGraphAnswer(cause, grpc_code_for(r.status, cause))
             raise GraphAnswerError(r.status, body, r.content_type or _JSON)
         try:

@@ -28,7 +28,7 @@ from ..bridge import as_response
 from ..errors import BadRequestError, bound_message
 from ..oip import InferRequest, join
 # the helpers both front ends use, importable from here as before
-from .grpc_wire import (_bool_field, _error_text, _read_varint, _str_field, _varint,  # noqa: F401
+from .grpc_wire import (_bool_field, error_text, _read_varint, _str_field, _varint,  # noqa: F401
                         grpc_status_for, parse_name_version, wire_value)
 
 log = logging.getLogger("engine.server")
@@ -159,7 +159,7 @@ class GrpcFrontEnd:
         ctx = call.ctx = self.app.context(headers, remaining if remaining is not None else 0.0, "grpc")
         r = await _core.execute(self.app.plan, req, ctx)
         if not 200 <= r.status <= 299:
-            cause = _error_text(r.body)
+            cause = error_text(r.body)
             return grpc_code_for(r.status, cause), cause
         try:
             resp = as_response(r.body)

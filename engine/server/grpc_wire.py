@@ -113,7 +113,9 @@ def grpc_status_for(status: int, cause: str) -> int:
     return INTERNAL
 
 
-def _error_text(body) -> str:
+def error_text(body) -> str:
+    """The reason in a graph's error body (KServe's ``cause`` or a model's ``error``),
+    for a gRPC status message."""
     raw = bytes(body)
     try:
         doc = orjson.loads(raw)

@@ -239,7 +239,7 @@ cdef class GrpcHandler(H2Handler):
             value = flow.result()
         r = <Response>value
         if not 200 <= r.status <= 299:
-            cause = self.wire._error_text(r.body)
+            cause = self.wire.error_text(r.body)
             return self.fail_call(call, self.wire.grpc_status_for(r.status, cause), cause)
         try:
             resp = self.as_response(r.body)
