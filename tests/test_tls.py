@@ -281,3 +281,42 @@ def test_a_client_that_never_answers_close_notify_does_not_hold_the_stop(loop, t
             finally:
                 s.close()
     loop.run(go())
+
+
+def test_enable_tls_serves_grpc_over_tls_with_the_same_rotated_certificate(loop, tmp_path):
+    import grpc
+    import numpy as np
+    from engine.oip import InferRequest, from_numpy
+    from oipkit import GrpcModel, numpy_model
+
+    ca = TestCA()
+
+    async def go():
+        m = await GrpcModel(numpy_model(lambda v: v + np.float32(1))).start()
+        doc = {"nodes": {"root": {"routerType": "Sequence", "steps": [{"serviceUrl": m.url("inc")}]}}}
+        try:
+            async with running_router(doc, grpc=True, options=tls_options(tmp_path, ca, serial=11)) as router:
+                port = router.grpc_port
+                # ALPN h2 only, the HTTP port's certificate
+                reader, writer = await open_tls(port, ca, alpn=("h2",))
+                ssl_object = writer.get_extra_info("ssl_object")
+                assert ssl_object.selected_alpn_protocol() == "h2" and peer_serial(ssl_object) == 11
+                writer.close()
+                # a real gRPC client over TLS, trusting the test CA
+                creds = grpc.ssl_channel_credentials(root_certificates=ca.pem)
+                async with grpc.aio.secure_channel(f"localhost:{port}", creds) as channel:
+                    call = channel.unary_unary("/inference.GRPCInferenceService/ModelInfer")
+                    req = InferRequest("graph", [from_numpy("x", np.ones((1, 4), np.float32))])
+                    from engine.oip import InferResponse, join
+                    answer = InferResponse.from_grpc(await call(join(req.to_grpc()), timeout=10))
+                    np.testing.assert_array_equal(answer.as_numpy(answer.outputs[0].name),
+                                                  np.full((1, 4), 2, np.float32))
+                # rotation reaches the gRPC port's next handshake
+                ca.write_pair(tmp_path, 22)
+                assert router.instance.grpc_certs.check()
+                reader, writer = await open_tls(port, ca, alpn=("h2",))
+                assert peer_serial(writer.get_extra_info("ssl_object")) == 22
+                writer.close()
+        finally:
+            await m.close()
+    loop.run(go())

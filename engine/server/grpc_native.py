@@ -18,6 +18,7 @@ from . import grpc_wire
 def tls_context(cert: str, key: str) -> ssl.SSLContext:
     """A server TLS context offering only h2 by ALPN, as gRPC requires."""
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(cert, key)
     ctx.set_alpn_protocols(["h2"])
     return ctx

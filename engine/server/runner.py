@@ -157,6 +157,7 @@ class RouterInstance:
         self.watcher = None
         self.certs = None           # the CertReloader with TLS on
         self.cert_watcher = None
+        self.grpc_certs = None      # the gRPC port's CertReloader with TLS on it
         self.authorizer = None      # the KubeAuthorizer with --enable-auth
         if options.auth is not None:
             from .auth import KubeAuthorizer
@@ -176,8 +177,6 @@ class RouterInstance:
                                                    ssl_shutdown_timeout=tls.SHUTDOWN_SECONDS)
         else:
             self.server = await loop.create_server(self.http.protocol_factory, sock=self.sock)
-        if self.certs is not None and self.options.tls.reload_interval > 0:
-            self.cert_watcher = asyncio.ensure_future(self.certs.run())
         if self.options.watch_files:
             self.watcher = asyncio.ensure_future(self.watch())
         if self.options.grpc_port is not None:
@@ -193,6 +192,10 @@ class RouterInstance:
             except BaseException:
                 self._abandon()
                 raise
+        reloaders = [c for c in (self.certs, self.grpc_certs) if c is not None]
+        interval = min((c.config.reload_interval for c in reloaders), default=0)
+        if interval > 0:
+            self.cert_watcher = asyncio.ensure_future(self._watch_certs(reloaders, interval))
         for w in self.plan.warnings:
             log.warning(w)
 
@@ -257,15 +260,33 @@ class RouterInstance:
                 self.request_reload()
 
     def _grpc_front_end(self, limit: int):
+        """The gRPC front end; TLS with --grpc-tls-cert/--grpc-tls-key, else, under
+        --enable-tls, with the HTTP port's certificate (both reloaded when they change)."""
         options = self.options
         if options.grpc_impl == "grpcio":
             from .grpc_front import GrpcFrontEnd
+            if options.tls is not None:
+                log.warning("--enable-tls: the grpcio gRPC front end serves plain HTTP/2; "
+                            "the native one (the default) serves TLS")
             return GrpcFrontEnd(self.app, options.host, options.grpc_port, limit)
         from .grpc_native import NativeGrpcFrontEnd, tls_context
-        tls = None
+        from .tls import CertReloader, TlsConfig
+        files = options.tls
         if options.grpc_tls_cert is not None:
-            tls = tls_context(options.grpc_tls_cert, options.grpc_tls_key)
+            files = TlsConfig(options.grpc_tls_cert, options.grpc_tls_key,
+                              reload_interval=options.tls.reload_interval if options.tls is not None else 5.0)
+        tls = None
+        if files is not None:
+            tls = tls_context(files.cert_file, files.key_file)
+            self.grpc_certs = CertReloader(tls, files)
         return NativeGrpcFrontEnd(self.app, options.host, options.grpc_port, limit, tls)
+
+    async def _watch_certs(self, reloaders, interval: float):
+        """Poll the certificate files of both ports until cancelled."""
+        while True:
+            await asyncio.sleep(interval)
+            for reloader in reloaders:
+                reloader.check()
 
     def _readiness_changed(self):
         changed = getattr(self.grpc, "readiness_changed", None)
