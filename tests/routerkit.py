@@ -159,3 +159,21 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class RecordingModels:
+    """In-process models answering fixed raw bytes (``name=answer``), recording what
+    each was sent in ``sent`` as (name, body); ``services()`` for engine.load."""
+
+    def __init__(self, **answers):
+        self.answers = answers
+        self.sent: list = []
+
+    def services(self):
+        return {name: self._model(name) for name in self.answers}
+
+    def _model(self, name):
+        def model(body):
+            self.sent.append((name, body))
+            return self.answers[name]
+        return model

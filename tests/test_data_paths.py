@@ -15,7 +15,7 @@ import pytest
 import engine
 from engine.errors import GraphValidationError
 from engine.oip import InferRequest, InferResponse, from_numpy
-from routerkit import ModelServer, running_router
+from routerkit import ModelServer, RecordingModels, running_router
 
 ANSWER = b'{"predictions": [ {"label":"dog", "score": 0.9}, {"label":"cat","score":0.1} ], "id": "r"}'
 
@@ -28,22 +28,8 @@ def policy(**spec):
     return engine.load_policy({"apiVersion": "ige/v1alpha1", "kind": "TrafficPolicy", "spec": spec})
 
 
-class Models:
-    """In-process models answering fixed raw bytes, recording what each was sent (an
-    in-process model gets its body decoded as JSON; through_router sees raw bytes)."""
-
-    def __init__(self, **answers):
-        self.answers = answers
-        self.sent: list = []
-
-    def services(self):
-        return {name: self._model(name) for name in self.answers}
-
-    def _model(self, name):
-        def model(body):
-            self.sent.append((name, body))
-            return self.answers[name]
-        return model
+# an in-process model gets its body decoded as JSON; through_router sees raw bytes
+Models = RecordingModels
 
 
 ON = engine.Policy(data_paths=True)

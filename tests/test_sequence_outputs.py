@@ -12,7 +12,7 @@ import pytest
 import engine
 from engine.errors import GraphSpecError, GraphValidationError
 from engine.oip import InferRequest, InferResponse, from_numpy
-from routerkit import ModelServer, running_router
+from routerkit import ModelServer, RecordingModels, running_router
 
 
 def sequence(*steps, outputs="all", router="Sequence"):
@@ -26,21 +26,7 @@ def policy(**spec):
     return engine.load_policy({"apiVersion": "ige/v1alpha1", "kind": "TrafficPolicy", "spec": spec})
 
 
-class Recorder:
-    """In-process models answering fixed raw bytes, recording what each was sent."""
-
-    def __init__(self, **answers):
-        self.answers = answers
-        self.sent: list = []
-
-    def services(self):
-        return {name: self._model(name) for name in self.answers}
-
-    def _model(self, name):
-        def model(body):
-            self.sent.append((name, body))
-            return self.answers[name]
-        return model
+Recorder = RecordingModels
 
 
 def infer(loop, graph, body, rec, traffic=None):
